@@ -1,0 +1,49 @@
+# The two commands a newcomer needs (README): `make pipeline` and `make test`.
+# Everything else here is a step of those two.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# Molecule and ansible-config look tools up on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Lab bootstrap needs root; sudo only when we are not root already.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -E)
+PY_PACKAGES := $(wildcard sidecar/pyproject.toml compiler/pyproject.toml)
+SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+.PHONY: pipeline test venv lab lint pytest molecule clean-venv
+
+## pipeline: bring the local lab up and run the main job (playbooks/site.yml) against it
+pipeline: venv lab
+	ansible-playbook playbooks/site.yml
+
+## test: every check: lint, pytest, and molecule test for every scenario
+test: venv lab lint pytest molecule
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt $(PY_PACKAGES)
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || \
+		{ echo "make venv: needs Python 3.11 as $(PYTHON) (Debian 12's python3); set PYTHON=..."; exit 1; }
+	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) || \
+		{ echo "make venv: python3 -m venv failed; on Debian: apt-get install python3-venv"; exit 1; }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' $(addprefix -e ,$(dir $(PY_PACKAGES)))
+	touch $@
+
+lab:
+	$(SUDO) lab/bootstrap.sh
+
+lint: venv
+	yamllint --strict .
+	ansible-lint
+	ruff check .
+	ruff format --check .
+
+pytest: venv
+	pytest
+
+molecule: venv lab
+	@set -e; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
+
+clean-venv:
+	rm -rf $(VENV)
