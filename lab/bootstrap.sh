@@ -23,7 +23,7 @@ LAB_LOG_DIR=${LAB_LOG_DIR:-/var/log/hailo-lab}
 # Debian's client: the docker on PATH may be a newer standalone client without buildx.
 DOCKER=${DOCKER:-/usr/bin/docker}
 # Bump when the way a rootfs is made changes, so every cached image is rebuilt.
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 HOST_PACKAGES=(docker.io qemu-user-static binfmt-support debootstrap python3-venv git make curl ca-certificates)
 
 step_no=0
@@ -121,12 +121,19 @@ enable_binfmt() {
 	info "qemu-aarch64 enabled, $(grep '^flags:' "$fs/qemu-aarch64")"
 }
 
-# The key of one image: everything that decides its content.
-image_key() {
+# Keys: everything that decides a rootfs (debootstrap is slow: a Dockerfile-only
+# change must not redo it), and everything that decides the image built from it.
+rootfs_key() {
 	local name=$1 arch=$2
 	{
 		echo "recipe=$RECIPE_VERSION arch=$arch"
-		cat "$LAB_DIR/images/$name/image.conf" "$LAB_DIR/images/$name/Dockerfile"
+		cat "$LAB_DIR/images/$name/image.conf"
+	} | sha256sum | cut -c1-16
+}
+image_key() {
+	{
+		rootfs_key "$1" "$2"
+		cat "$LAB_DIR/images/$1/Dockerfile"
 	} | sha256sum | cut -c1-16
 }
 
@@ -137,7 +144,7 @@ image_current() {
 
 # debootstrap a rootfs tarball into the cache (atomically: a failed run leaves no tarball).
 build_rootfs() {
-	local name=$1 arch=$2 key=$3 tarball=$4 log=$5
+	local name=$1 arch=$2 tarball=$3 log=$4
 	local SUITE INCLUDE
 	# shellcheck source=/dev/null
 	. "$LAB_DIR/images/$name/image.conf"
@@ -148,6 +155,8 @@ build_rootfs() {
 		debootstrap --variant=minbase --arch="$arch" --include="$INCLUDE" \
 			"$SUITE" "$work/rootfs" "$LAB_DEBIAN_MIRROR" &&
 			rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"* &&
+			# Emptied lists must not look fresh, or `apt: cache_valid_time` skips the update.
+			touch -d @0 "$work/rootfs/var/lib/apt/lists" &&
 			tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" . &&
 			mv "$work/rootfs.tar" "$tarball"
 	} >"$log" 2>&1 || rc=$?
@@ -169,15 +178,15 @@ build_images() {
 				info "$ref is current (key $key)"
 				continue
 			fi
-			tarball="$LAB_CACHE/rootfs/$name-$arch-$key.tar"
-			pending+=("$name $arch $key")
+			tarball="$LAB_CACHE/rootfs/$name-$arch-$(rootfs_key "$name" "$arch").tar"
+			pending+=("$name $arch $key $tarball")
 			if [ -f "$tarball" ]; then
 				info "$ref: rootfs cached ($tarball)"
 				continue
 			fi
 			check_archive
 			info "$ref: debootstrap $(. "$LAB_DIR/images/$name/image.conf" && echo "$SUITE") $arch (log: $LAB_LOG_DIR/debootstrap-$name-$arch.log)"
-			build_rootfs "$name" "$arch" "$key" "$tarball" "$LAB_LOG_DIR/debootstrap-$name-$arch.log" &
+			build_rootfs "$name" "$arch" "$tarball" "$LAB_LOG_DIR/debootstrap-$name-$arch.log" &
 			pids+=("$!:$name-$arch")
 		done
 	done
@@ -192,11 +201,11 @@ build_images() {
 	done
 	local entry ctx
 	for entry in "${pending[@]}"; do
-		read -r name arch key <<<"$entry"
+		read -r name arch key tarball <<<"$entry"
 		ref="hailo-lab/$name:$arch"
 		info "$ref: docker build"
 		ctx=$(mktemp -d "$LAB_CACHE/tmp/ctx.XXXXXX")
-		ln "$LAB_CACHE/rootfs/$name-$arch-$key.tar" "$ctx/rootfs.tar"
+		ln "$tarball" "$ctx/rootfs.tar"
 		cp "$LAB_DIR/images/$name/Dockerfile" "$ctx/"
 		"$DOCKER" build -q --platform "linux/$arch" --label "org.hailo-pipeline.lab.key=$key" \
 			-t "$ref" "$ctx" >"$LAB_LOG_DIR/build-$name-$arch.log" 2>&1 ||
@@ -204,7 +213,7 @@ build_images() {
 				"$(tail -n 5 "$LAB_LOG_DIR/build-$name-$arch.log")"; }
 		rm -rf "$ctx"
 		# Drop rootfs tarballs of older keys: they can never be used again.
-		find "$LAB_CACHE/rootfs" -name "$name-$arch-*.tar" ! -name "$name-$arch-$key.tar" -delete
+		find "$LAB_CACHE/rootfs" -name "$name-$arch-*.tar" ! -path "$tarball" -delete
 	done
 	export_images
 }
