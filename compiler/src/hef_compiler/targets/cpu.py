@@ -28,7 +28,7 @@ from hef_compiler.onnx_check import ValidatedModel
 from hef_compiler.targets import BuildResult
 
 
-class WindowReader(CalibrationDataReader):
+class WindowReader(CalibrationDataReader):  # type: ignore[misc]  # untyped base
     """Feeds the calibration windows one at a time, as ``{input: (1, 100, 9)}``."""
 
     def __init__(self, input_name: str, windows: np.ndarray) -> None:
