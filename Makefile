@@ -11,14 +11,14 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo -E)
 PY_PACKAGES := $(wildcard sidecar/pyproject.toml compiler/pyproject.toml)
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: pipeline test venv lab lint pytest molecule clean-venv
+.PHONY: pipeline test venv lab lab-up lab-down lint pytest molecule clean-venv
 
 ## pipeline: bring the local lab up and run the main job (playbooks/site.yml) against it
-pipeline: venv lab
+pipeline: lab venv lab-up
 	ansible-playbook playbooks/site.yml
 
 ## test: every check: lint, pytest, and molecule test for every scenario
-test: venv lab lint pytest molecule
+test: lab venv lint pytest molecule
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt $(PY_PACKAGES)
@@ -30,8 +30,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(PY_PACKAGES)
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' $(addprefix -e ,$(dir $(PY_PACKAGES)))
 	touch $@
 
+## lab: prepare this machine as the lab host (packages, dockerd, binfmt, base images)
 lab:
 	$(SUDO) lab/bootstrap.sh
+
+## lab-up: start the lab's hosts (containers) from inventories/local
+lab-up: venv
+	ansible-playbook lab/up.yml
+
+## lab-down: remove every container, volume and network the lab made, nothing else
+lab-down: venv
+	ansible-playbook lab/down.yml
 
 lint: venv
 	yamllint --strict .
