@@ -26,6 +26,7 @@ import anyio
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, contract
@@ -87,6 +88,17 @@ async def read_json_body(request: Request, limit: int) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class RawRoute(APIRoute):
+    """A route FastAPI documents in OpenAPI but runs as a plain `(Request) -> Response` handler.
+
+    No dependency solving, body validation or response serialisation per request:
+    the inference handlers do their own (contract.parse_*, contract.encode_*).
+    """
+
+    def get_route_handler(self) -> Any:
+        return self.endpoint
 
 
 def _openapi_body(model: type[Any], example: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +165,9 @@ def create_app(
         version=__version__,
         summary="TCN encoder inference: a window of 100 x 9 IMU samples -> latent + motif scores",
         lifespan=lifespan,
+        # Metrics are Prometheus (/metrics); FastAPI's native OpenTelemetry hooks cost
+        # three provider look-ups per request even when nothing is configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
     app.state.metrics = metrics
@@ -165,11 +180,25 @@ def create_app(
         return service.infer(windows)
 
     limit = cfg.max_body_bytes
+
+    def route(path: str, **kwargs: Any) -> Any:
+        def register(endpoint: Any) -> Any:
+            app.router.add_api_route(
+                path,
+                endpoint,
+                methods=["POST"],
+                response_class=Response,
+                route_class_override=RawRoute,
+                **kwargs,
+            )
+            return endpoint
+
+        return register
+
     max_batch = cfg.max_batch
 
-    @app.post(
+    @route(
         "/infer",
-        response_class=Response,
         responses={
             200: {
                 "model": contract.InferResponse,
@@ -192,9 +221,8 @@ def create_app(
             headers=service.headers,
         )
 
-    @app.post(
+    @route(
         "/infer/batch",
-        response_class=Response,
         responses={
             200: {
                 "model": contract.BatchResponse,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import chain
 from typing import Annotated, Any, Final
 
 import numpy as np
@@ -157,29 +158,51 @@ def _field(obj: Any, key: str, example: str) -> Any:
         ) from None
 
 
+def _fast(value: Any, body: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The hot path: nested lists of JSON numbers -> float32 array of `shape`, or None.
+
+    None means "not sure": the caller then runs the exact check. Two byte scans
+    (memchr) rule out what numpy would silently convert: `null`, `true` and `false`
+    contain 'u' or 'a', which no JSON number does, and a '"' at or after the first
+    '[' means a string inside the array. What is left can only be lists, numbers
+    and empty objects, so checking each level's lengths (map(len), C) and letting
+    np.fromiter (C) reject anything that is not a number is enough.
+    """
+    if b"u" in body or b"a" in body:
+        return None
+    first = body.find(b"[")
+    if first < 0 or body.find(b'"', first) >= 0:
+        return None
+    if type(value) is not list or len(value) != shape[0]:
+        return None
+    level: list[Any] = value
+    try:
+        for size in shape[1:-1]:
+            if list(map(len, level)).count(size) != len(level):
+                return None
+            level = list(chain.from_iterable(level))
+        if list(map(len, level)).count(shape[-1]) != len(level):
+            return None
+        flat = np.fromiter(chain.from_iterable(level), dtype=np.float64, count=math.prod(shape))
+    except (TypeError, ValueError):
+        return None
+    # JSON numbers are finite doubles (orjson refuses inf/NaN); float32 holds them if
+    # they are within its range, and the cast then cannot overflow.
+    if not np.abs(flat).max() <= _F32_MAX:
+        return None
+    return flat.astype(np.float32).reshape(shape)
+
+
 def _to_windows(
     value: Any, body: bytes, shape: tuple[int, ...], loc: list[str | int]
 ) -> np.ndarray:
-    """Turn parsed JSON into a float32 array of `shape`, or raise a precise ContractError.
-
-    Fast path: numpy infers the array's shape and dtype in C. A numeric dtype and the
-    right shape mean every leaf was a JSON number, except that numpy turns booleans
-    mixed with numbers into 0/1: `true`/`false` contain 'u'/'a', which no JSON number
-    does, so a body with either byte takes the exact (slow) path instead.
-    """
-    if b"u" not in body and b"a" not in body:
-        try:
-            arr = np.array(value)
-        except (ValueError, TypeError, OverflowError):
-            arr = None
-        if arr is not None and arr.dtype.kind in _NUMERIC_KINDS and arr.shape == shape:
-            out = arr.astype(np.float32)
-            if np.isfinite(out).all():
-                return out
-    _diagnose(value, shape, loc)
-    # _diagnose found nothing wrong: the slow path is exact, so convert what it checked.
-    out = np.array(value, dtype=np.float32)
-    return out
+    """Parsed JSON -> float32 array of `shape`, or a ContractError that says what is wrong."""
+    out = _fast(value, body, shape)
+    if out is not None:
+        return out
+    _diagnose(value, shape, loc)  # raises on the first fault
+    # Valid after all (e.g. a "u" elsewhere in the body): convert what _diagnose checked.
+    return np.array(value, dtype=np.float64).astype(np.float32)
 
 
 def _kind(value: Any) -> str:
@@ -194,6 +217,8 @@ def _kind(value: Any) -> str:
         return f"an array of {len(value)}"
     if isinstance(value, dict):
         return "an object"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
     return f"a {type(value).__name__}"
 
 
@@ -286,7 +311,9 @@ def check_windows(windows: np.ndarray) -> np.ndarray:
     if not np.isfinite(windows).all():
         n, r, c = (int(i) for i in np.argwhere(~np.isfinite(windows))[0])
         raise ContractError(
-            422, "not_finite", f"window {n} row {r} value {c} is {windows[n, r, c]!r}, not finite"
+            422,
+            "not_finite",
+            f"window {n} row {r} value {c} is {float(windows[n, r, c])}, not finite",
         )
     return np.ascontiguousarray(windows)
 

@@ -44,9 +44,16 @@ class StubBackend(Backend):
         if w is None or v is None:
             raise RuntimeError("StubBackend.infer() before load()")
         flat = windows.reshape(windows.shape[0], -1)
-        latent = np.tanh(flat @ w)  # stateless: no lock needed
-        motifs = 1.0 / (1.0 + np.exp(-(latent @ v)))
-        return latent, motifs.astype(np.float32, copy=False)
+        # Row by row (matrix-vector), so a window's numbers never depend on the batch
+        # it came in: BLAS may round a matrix-matrix product differently.
+        n = flat.shape[0]
+        latent = np.empty((n, w.shape[1]), dtype=np.float32)
+        logits = np.empty((n, v.shape[1]), dtype=np.float32)
+        for i in range(n):
+            np.tanh(flat[i] @ w, out=latent[i])
+            np.matmul(latent[i], v, out=logits[i])
+        motifs = 1.0 / (1.0 + np.exp(-logits))
+        return latent, motifs
 
     def describe(self) -> BackendInfo:
         return BackendInfo(
