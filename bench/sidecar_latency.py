@@ -97,12 +97,12 @@ class Server:
                 os.sched_setaffinity(0, SERVER_CPU)
 
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and scripts
+        self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=pin,  # noqa: PLW1509 - no threads in this process yet matter here
+            preexec_fn=pin,
         )
         while time.perf_counter() - t0 < timeout:
             if self.proc.poll() is not None:

@@ -16,7 +16,6 @@ import pytest
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 from fastapi.testclient import TestClient  # noqa: E402
-
 from hailo_sidecar.app import create_app  # noqa: E402
 from hailo_sidecar.config import Config  # noqa: E402
 from hailo_sidecar.manifest import write_manifest  # noqa: E402

@@ -30,7 +30,7 @@ CALLS: list[tuple[str, Any]] = []
 ASYNC_QUEUE_SIZE = 4
 
 
-class HailoRTException(Exception):
+class HailoRTException(Exception):  # noqa: N818 - HailoRT's name
     pass
 
 
@@ -70,7 +70,7 @@ class _Stream:
     def shape(self) -> tuple[int, ...]:
         return self._shape
 
-    def set_format_type(self, type: FormatType) -> None:  # noqa: A002 - HailoRT's parameter name
+    def set_format_type(self, type: FormatType) -> None:
         CALLS.append(("set_format_type", (self._name, type)))
         self.format_type = type
 
@@ -124,7 +124,8 @@ class _BoundStream:
         want = np.float32 if self._stream.format_type == FormatType.FLOAT32 else np.uint8
         if buffer.dtype != want or buffer.shape != self._stream.shape:
             raise HailoRTException(
-                f"buffer {buffer.dtype}{buffer.shape} does not fit {want.__name__}{self._stream.shape}"
+                f"buffer {buffer.dtype}{buffer.shape} does not fit "
+                f"{want.__name__}{self._stream.shape}"
             )
         self._buffer = buffer
 

@@ -6,7 +6,6 @@ import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-
 from hailo_sidecar import contract
 
 from .conftest import make_window
@@ -14,8 +13,10 @@ from .conftest import make_window
 
 def check_result(body: dict[str, object], num_motifs: int = 12) -> None:
     latent, motifs = body["latent"], body["motif_scores"]
-    assert isinstance(latent, list) and len(latent) == 64
-    assert isinstance(motifs, list) and len(motifs) == num_motifs
+    assert isinstance(latent, list)
+    assert len(latent) == 64
+    assert isinstance(motifs, list)
+    assert len(motifs) == num_motifs
     assert all(isinstance(v, float) and np.isfinite(v) for v in latent)
     assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in motifs)
 
