@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import request_response
 
 from . import __version__, contract
 from .backends import BackendError
@@ -93,9 +94,15 @@ async def read_json_body(request: Request, limit: int) -> bytes:
 class RawRoute(APIRoute):
     """A route FastAPI documents in OpenAPI but runs as a plain `(Request) -> Response` handler.
 
-    No dependency solving, body validation or response serialisation per request:
-    the inference handlers do their own (contract.parse_*, contract.encode_*).
+    No dependency solving, body validation or response serialisation per request,
+    and Starlette's request wrapper instead of FastAPI's (no per-request exit
+    stacks: these handlers have no dependencies): the inference handlers do their
+    own parsing and encoding (contract.parse_*, contract.encode_*).
     """
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = request_response(endpoint)
 
     def get_route_handler(self) -> Any:
         return self.endpoint
@@ -181,6 +188,11 @@ def create_app(
 
     limit = cfg.max_body_bytes
 
+    def model_response(body: bytes) -> Response:
+        response = Response(body, media_type=JSON)
+        response.raw_headers.extend(service.raw_headers)  # X-Model-*: encoded once
+        return response
+
     def route(path: str, **kwargs: Any) -> Any:
         def register(endpoint: Any) -> Any:
             app.router.add_api_route(
@@ -215,11 +227,7 @@ def create_app(
     async def infer(request: Request) -> Response:
         body = await read_json_body(request, limit)
         latent, motifs = await run(contract.parse_infer_body(body))
-        return Response(
-            contract.encode_one(latent[0], motifs[0], service.model_fields),
-            media_type=JSON,
-            headers=service.headers,
-        )
+        return model_response(contract.encode_one(latent[0], motifs[0], service.model_fields))
 
     @route(
         "/infer/batch",
@@ -239,11 +247,10 @@ def create_app(
     async def infer_batch(request: Request) -> Response:
         body = await read_json_body(request, limit)
         latent, motifs = await run(contract.parse_batch_body(body, max_batch))
-        return Response(
-            contract.encode_batch(latent, motifs, service.model_fields),
-            media_type=JSON,
-            headers=service.headers,
-        )
+        return model_response(contract.encode_batch(latent, motifs, service.model_fields))
+
+    # Match the hot routes first (FastAPI registers /openapi.json and /docs before them).
+    app.router.routes.sort(key=lambda r: not isinstance(r, RawRoute))
 
     @app.get("/healthz", response_model=contract.HealthResponse, summary="Liveness")
     async def healthz() -> Response:

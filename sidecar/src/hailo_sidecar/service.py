@@ -103,6 +103,7 @@ class Service:
             "x-model-sha256": info.sha256,
             "x-backend": info.backend,
         }
+        self.raw_headers = [(k.encode(), v.encode("latin-1")) for k, v in self.headers.items()]
         self.metrics.set_model(info.model, info.version, info.sha256, info.backend)
 
     # ------------------------------------------------------------------ serving
