@@ -21,6 +21,14 @@ from hailo_sidecar.config import Config  # noqa: E402
 from hailo_sidecar.manifest import write_manifest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest resets warning filters per test; mirror the one contract.py installs
+    # (its range check's dot product overflows on purpose for huge values).
+    config.addinivalue_line("filterwarnings", "ignore:overflow encountered in dot:RuntimeWarning")
+
+
 REFERENCE_ONNX = REPO / "exports" / "tcn_encoder.onnx"
 ARTIFACT_NAME = "tcn_encoder-0.1.0.onnx"
 

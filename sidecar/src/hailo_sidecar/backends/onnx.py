@@ -113,6 +113,11 @@ class OnnxBackend(Backend):
         if session is None:
             raise RuntimeError("OnnxBackend.infer() before load()")
         n = windows.shape[0]
+        if n == 1 and not self._dynamic_batch:  # the common case: fewest numpy calls
+            with self._lock:
+                np.copyto(self._x, windows)
+                session.run_with_iobinding(self._binding)
+                return self._latent.copy(), self._motifs.copy()
         if self._dynamic_batch:
             with self._lock:
                 latent, motifs = session.run(
