@@ -76,8 +76,12 @@ def build_model(num_motifs: int = 12, seed: int = 20261123) -> onnx.ModelProto:
     nodes += [
         helper.make_node("GlobalAveragePool", [last], ["pooled"], name="pool"),
         helper.make_node("Flatten", ["pooled"], ["features"], axis=1, name="flatten"),
-        helper.make_node("Gemm", ["features", "latent_w", "latent_b"], ["latent"], transB=1, name="latent_head"),
-        helper.make_node("Gemm", ["latent", "motif_w", "motif_b"], ["motif_logits"], transB=1, name="motif_head"),
+        helper.make_node(
+            "Gemm", ["features", "latent_w", "latent_b"], ["latent"], transB=1, name="latent_head"
+        ),
+        helper.make_node(
+            "Gemm", ["latent", "motif_w", "motif_b"], ["motif_logits"], transB=1, name="motif_head"
+        ),
         helper.make_node("Sigmoid", ["motif_logits"], ["motif_scores"], name="motif_prob"),
     ]
     graph = helper.make_graph(
@@ -97,7 +101,10 @@ def build_model(num_motifs: int = 12, seed: int = 20261123) -> onnx.ModelProto:
         producer_version="1",
     )
     model.ir_version = IR_VERSION
-    model.doc_string = f"Reference TCN encoder: x(1,{WINDOW},{CHANNELS}) -> latent(1,{LATENT}), motif_scores(1,{num_motifs})"
+    model.doc_string = (
+        f"Reference TCN encoder: x(1,{WINDOW},{CHANNELS}) -> "
+        f"latent(1,{LATENT}), motif_scores(1,{num_motifs})"
+    )
     onnx.checker.check_model(model, full_check=True)
     return model
 

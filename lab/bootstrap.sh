@@ -23,7 +23,7 @@ LAB_LOG_DIR=${LAB_LOG_DIR:-/var/log/hailo-lab}
 # Debian's client: the docker on PATH may be a newer standalone client without buildx.
 DOCKER=${DOCKER:-/usr/bin/docker}
 # Bump when the way a rootfs is made changes, so every cached image is rebuilt.
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 HOST_PACKAGES=(docker.io qemu-user-static binfmt-support debootstrap python3-venv git make curl ca-certificates)
 
 step_no=0
@@ -43,16 +43,21 @@ check_host() {
 	command -v apt-get >/dev/null || die "apt-get not found: the lab host must be Debian or Ubuntu."
 	[ "$(uname -m)" = x86_64 ] || die "the lab host must be x86_64 (it stands in for GPUSrv); this is $(uname -m)."
 	info "root on $(. /etc/os-release && echo "$PRETTY_NAME"), $(uname -m)"
+	mount_binfmt_misc
+}
+
+archive_unreachable() {
+	die "cannot reach the Debian archive ($1)." \
+		"The lab installs its packages and builds its base images from it (no registry is used)." \
+		"Fix the network or proxy, or point apt (/etc/apt/sources.list) and debootstrap (LAB_DEBIAN_MIRROR) at a mirror you can reach." "$2"
 }
 
 archive_checked=
-check_archive() {
+check_mirror() {
 	[ -z "$archive_checked" ] || return 0
 	info "checking the Debian archive at $LAB_DEBIAN_MIRROR"
-	curl -fsS --max-time 20 -o /dev/null "$LAB_DEBIAN_MIRROR/dists/bookworm/Release" ||
-		die "cannot reach the Debian archive at $LAB_DEBIAN_MIRROR." \
-			"The lab builds its packages and base images from it (no registry is used)." \
-			"Fix the network or proxy, or set LAB_DEBIAN_MIRROR to a mirror you can reach."
+	curl -fsS --max-time 20 -o /dev/null "$LAB_DEBIAN_MIRROR/dists/bookworm/Release" 2>"$LAB_LOG_DIR/mirror.log" ||
+		archive_unreachable "$LAB_DEBIAN_MIRROR" "$(cat "$LAB_LOG_DIR/mirror.log")"
 	archive_checked=1
 }
 
@@ -66,10 +71,11 @@ install_packages() {
 		info "all installed"
 		return
 	fi
-	check_archive
 	info "installing ${missing[*]}"
-	apt-get update -qq >"$LAB_LOG_DIR/apt.log" 2>&1 ||
-		die "apt-get update failed (log: $LAB_LOG_DIR/apt.log)." "$(tail -n 5 "$LAB_LOG_DIR/apt.log")"
+	# apt-get update exits 0 when a source cannot be fetched; its warnings tell.
+	if ! apt-get update -qq >"$LAB_LOG_DIR/apt.log" 2>&1 || grep -qE '^(W|E): (Failed to fetch|Some index files)' "$LAB_LOG_DIR/apt.log"; then
+		archive_unreachable "apt-get update failed; log: $LAB_LOG_DIR/apt.log" "$(grep -E '^(W|E):' "$LAB_LOG_DIR/apt.log" | head -n 3)"
+	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
 		>>"$LAB_LOG_DIR/apt.log" 2>&1 ||
 		die "apt-get install failed (log: $LAB_LOG_DIR/apt.log)." "$(tail -n 5 "$LAB_LOG_DIR/apt.log")"
@@ -100,17 +106,23 @@ start_dockerd() {
 	info "dockerd $("$DOCKER" version -f '{{.Server.Version}}') answers"
 }
 
-enable_binfmt() {
-	step "arm64 emulation (binfmt_misc, qemu-aarch64)"
-	local fs=/proc/sys/fs/binfmt_misc
-	if [ ! -e "$fs/register" ]; then
-		info "mounting binfmt_misc"
-		mount -t binfmt_misc binfmt_misc "$fs" 2>"$LAB_LOG_DIR/binfmt.log" ||
-			die "cannot mount binfmt_misc on $fs: $(cat "$LAB_LOG_DIR/binfmt.log")" \
-				"The kernel needs binfmt_misc, and a container needs the right to mount it." \
-				"On the machine (or VM) that runs this, try: modprobe binfmt_misc" \
-				"In a container, run this script on its host instead."
+BINFMT=/proc/sys/fs/binfmt_misc
+mount_binfmt_misc() {
+	if [ -e "$BINFMT/register" ]; then
+		info "binfmt_misc is mounted"
+		return
 	fi
+	info "mounting binfmt_misc"
+	mount -t binfmt_misc binfmt_misc "$BINFMT" 2>"$LAB_LOG_DIR/binfmt.log" ||
+		die "cannot mount binfmt_misc on $BINFMT: $(cat "$LAB_LOG_DIR/binfmt.log")" \
+			"arm64 emulation needs the kernel's binfmt_misc, and the right to mount it." \
+			"On the machine (or VM) that runs this, try: modprobe binfmt_misc" \
+			"In a container, run this script on its host instead."
+}
+
+enable_binfmt() {
+	step "arm64 emulation (qemu-aarch64 binfmt handler)"
+	local fs=$BINFMT
 	update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 	[ -r "$fs/qemu-aarch64" ] && grep -qx enabled "$fs/qemu-aarch64" ||
 		die "the qemu-aarch64 binfmt handler is not enabled." \
@@ -121,12 +133,19 @@ enable_binfmt() {
 	info "qemu-aarch64 enabled, $(grep '^flags:' "$fs/qemu-aarch64")"
 }
 
-# The key of one image: everything that decides its content.
-image_key() {
+# Keys: everything that decides a rootfs (debootstrap is slow: a Dockerfile-only
+# change must not redo it), and everything that decides the image built from it.
+rootfs_key() {
 	local name=$1 arch=$2
 	{
 		echo "recipe=$RECIPE_VERSION arch=$arch"
-		cat "$LAB_DIR/images/$name/image.conf" "$LAB_DIR/images/$name/Dockerfile"
+		cat "$LAB_DIR/images/$name/image.conf"
+	} | sha256sum | cut -c1-16
+}
+image_key() {
+	{
+		rootfs_key "$1" "$2"
+		cat "$LAB_DIR/images/$1/Dockerfile"
 	} | sha256sum | cut -c1-16
 }
 
@@ -137,7 +156,7 @@ image_current() {
 
 # debootstrap a rootfs tarball into the cache (atomically: a failed run leaves no tarball).
 build_rootfs() {
-	local name=$1 arch=$2 key=$3 tarball=$4 log=$5
+	local name=$1 arch=$2 tarball=$3 log=$4
 	local SUITE INCLUDE
 	# shellcheck source=/dev/null
 	. "$LAB_DIR/images/$name/image.conf"
@@ -148,6 +167,8 @@ build_rootfs() {
 		debootstrap --variant=minbase --arch="$arch" --include="$INCLUDE" \
 			"$SUITE" "$work/rootfs" "$LAB_DEBIAN_MIRROR" &&
 			rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"* &&
+			# Emptied lists must not look fresh, or `apt: cache_valid_time` skips the update.
+			touch -d @0 "$work/rootfs/var/lib/apt/lists" &&
 			tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" . &&
 			mv "$work/rootfs.tar" "$tarball"
 	} >"$log" 2>&1 || rc=$?
@@ -169,15 +190,15 @@ build_images() {
 				info "$ref is current (key $key)"
 				continue
 			fi
-			tarball="$LAB_CACHE/rootfs/$name-$arch-$key.tar"
-			pending+=("$name $arch $key")
+			tarball="$LAB_CACHE/rootfs/$name-$arch-$(rootfs_key "$name" "$arch").tar"
+			pending+=("$name $arch $key $tarball")
 			if [ -f "$tarball" ]; then
 				info "$ref: rootfs cached ($tarball)"
 				continue
 			fi
-			check_archive
+			check_mirror
 			info "$ref: debootstrap $(. "$LAB_DIR/images/$name/image.conf" && echo "$SUITE") $arch (log: $LAB_LOG_DIR/debootstrap-$name-$arch.log)"
-			build_rootfs "$name" "$arch" "$key" "$tarball" "$LAB_LOG_DIR/debootstrap-$name-$arch.log" &
+			build_rootfs "$name" "$arch" "$tarball" "$LAB_LOG_DIR/debootstrap-$name-$arch.log" &
 			pids+=("$!:$name-$arch")
 		done
 	done
@@ -192,11 +213,11 @@ build_images() {
 	done
 	local entry ctx
 	for entry in "${pending[@]}"; do
-		read -r name arch key <<<"$entry"
+		read -r name arch key tarball <<<"$entry"
 		ref="hailo-lab/$name:$arch"
 		info "$ref: docker build"
 		ctx=$(mktemp -d "$LAB_CACHE/tmp/ctx.XXXXXX")
-		ln "$LAB_CACHE/rootfs/$name-$arch-$key.tar" "$ctx/rootfs.tar"
+		ln "$tarball" "$ctx/rootfs.tar"
 		cp "$LAB_DIR/images/$name/Dockerfile" "$ctx/"
 		"$DOCKER" build -q --platform "linux/$arch" --label "org.hailo-pipeline.lab.key=$key" \
 			-t "$ref" "$ctx" >"$LAB_LOG_DIR/build-$name-$arch.log" 2>&1 ||
@@ -204,7 +225,7 @@ build_images() {
 				"$(tail -n 5 "$LAB_LOG_DIR/build-$name-$arch.log")"; }
 		rm -rf "$ctx"
 		# Drop rootfs tarballs of older keys: they can never be used again.
-		find "$LAB_CACHE/rootfs" -name "$name-$arch-*.tar" ! -name "$name-$arch-$key.tar" -delete
+		find "$LAB_CACHE/rootfs" -name "$name-$arch-*.tar" ! -path "$tarball" -delete
 	done
 	export_images
 }

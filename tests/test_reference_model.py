@@ -13,7 +13,9 @@ EXPORTS = Path(__file__).resolve().parents[1] / "exports"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("make_tcn_encoder", EXPORTS / "make_tcn_encoder.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_tcn_encoder", EXPORTS / "make_tcn_encoder.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -38,7 +40,9 @@ def test_model_passes_checker_and_uses_hailo_friendly_ops() -> None:
 
 
 def test_model_runs_with_contract_shapes() -> None:
-    session = ort.InferenceSession(str(EXPORTS / "tcn_encoder.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(EXPORTS / "tcn_encoder.onnx"), providers=["CPUExecutionProvider"]
+    )
     x = np.random.default_rng(1).standard_normal((1, 100, 9)).astype(np.float32)
     latent, motifs = session.run(["latent", "motif_scores"], {"x": x})
     assert latent.shape == (1, 64)

@@ -1,0 +1,54 @@
+"""Compile targets: one interface, two implementations (``cpu``, ``hailo8``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from hef_compiler.config import ModelConfig
+from hef_compiler.onnx_check import ValidatedModel
+from hef_compiler.parity import ParityFigures
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a target produced in its work directory."""
+
+    artifact: Path
+    backend: str
+    parity: ParityFigures | None
+
+
+class Target(Protocol):
+    name: str
+
+    def backend(self) -> str:
+        """``"<toolchain> <version>"`` for the manifest; raises if the toolchain is missing."""
+        ...
+
+    def build(
+        self,
+        cfg: ModelConfig,
+        model: ValidatedModel,
+        calibration: np.ndarray,
+        work: Path,
+        artifact_name: str,
+    ) -> BuildResult:
+        """Compile into ``work``; return the artifact path (named ``artifact_name``)."""
+        ...
+
+
+def get_target(name: str, env: Mapping[str, str] | None = None) -> Target:
+    if name == "cpu":
+        from hef_compiler.targets.cpu import CpuTarget
+
+        return CpuTarget()
+    if name == "hailo8":
+        from hef_compiler.targets.hailo8 import Hailo8Target
+
+        return Hailo8Target(env)
+    raise ValueError(f"unknown target {name!r}; allowed: cpu, hailo8")

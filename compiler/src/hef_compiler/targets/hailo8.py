@@ -1,0 +1,296 @@
+"""Target ``hailo8``: drive the Hailo Dataflow Compiler (DFC) command line.
+
+The DFC is licensed and never part of the compiler image. It is mounted at run time
+(a Python environment with the ``hailo_dataflow_compiler`` wheel installed, whose
+``bin/`` holds the ``hailo`` command) and found through ``HAILO_DFC_HOME`` (its
+``bin/`` is searched first) or ``PATH``. Three steps, as in the DFC user guide:
+
+    hailo parser onnx <model.onnx> --net-name N --hw-arch hailo8 --har-path N.har
+          --start-node-names ... --end-node-names ... -y
+    hailo optimize N.har --hw-arch hailo8 --calib-set-path calib_set.npy
+          --output-har-path N_optimized.har [--model-script S.alls]
+    hailo compiler N_optimized.har --hw-arch hailo8 --output-dir D
+          --output-har-path N_compiled.har                      -> D/N.hef
+
+The DFC runs in a scratch directory (it writes its own logs into the working
+directory); only the .hef is kept. If the DFC needs a licence file, its path comes
+from ``HAILO_DFC_LICENSE_FILE`` in the environment (mounted read-only): it is checked
+to exist and passed through in the environment, never read, copied or recorded.
+
+NOT EXERCISED HERE: no DFC is installable in this project's lab; the tests check the
+exact argv lists, the guardrails, and the sequence against a fake ``hailo``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hef_compiler import calibration as calib
+from hef_compiler import progress
+from hef_compiler.config import ModelConfig
+from hef_compiler.errors import ToolchainError
+from hef_compiler.onnx_check import ValidatedModel
+from hef_compiler.targets import BuildResult
+
+ENV_HOME = "HAILO_DFC_HOME"
+ENV_LICENSE = "HAILO_DFC_LICENSE_FILE"
+DFC_EXECUTABLE = "hailo"
+WHERE_TO_GET = (
+    "The Hailo Dataflow Compiler is a licensed download from the Hailo Developer Zone "
+    "(https://hailo.ai/developer-zone/software-downloads/, sign-in required). Install it "
+    "on the build host (a Python environment with the hailo_dataflow_compiler wheel), "
+    f"mount it read-only into the container and point {ENV_HOME} at it, e.g. "
+    f"-v /opt/hailo-dfc:/opt/hailo-dfc:ro -e {ENV_HOME}=/opt/hailo-dfc"
+)
+_TAIL_LINES = 40
+_VERSION_PATTERNS = (
+    re.compile(r"(?i)dataflow\s+compiler\D{0,20}?v?(\d+\.\d+(?:\.\d+)?)"),
+    re.compile(r"(?i)\bv?(\d+\.\d+\.\d+)\b"),
+)
+
+
+@dataclass(frozen=True)
+class DfcCommands:
+    """The three DFC invocations, as argv lists, and the files they produce."""
+
+    parse: list[str]
+    optimize: list[str]
+    compile: list[str]
+    har: Path
+    optimized_har: Path
+    compiled_har: Path
+    hef: Path
+    calib_set: Path
+
+
+def search_dirs(env: Mapping[str, str]) -> list[str]:
+    """Where ``hailo`` is looked for, in order: $HAILO_DFC_HOME/bin, then $PATH."""
+    dirs: list[str] = []
+    home = env.get(ENV_HOME)
+    if home:
+        dirs.append(str(Path(home) / "bin"))
+    dirs += [d for d in env.get("PATH", "").split(os.pathsep) if d]
+    return dirs
+
+
+def find_hailo(env: Mapping[str, str]) -> Path:
+    dirs = search_dirs(env)
+    for d in dirs:
+        candidate = Path(d) / DFC_EXECUTABLE
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    home = env.get(ENV_HOME)
+    home_note = f"{ENV_HOME}={home}" if home else f"{ENV_HOME} is not set"
+    raise ToolchainError(
+        f"Hailo Dataflow Compiler not found: no executable '{DFC_EXECUTABLE}' in "
+        f"{os.pathsep.join(dirs) or '(empty PATH)'} ({home_note}). {WHERE_TO_GET}"
+    )
+
+
+def dfc_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The DFC's environment: ours, with $HAILO_DFC_HOME/bin first on PATH."""
+    out = dict(env)
+    home = env.get(ENV_HOME)
+    if home:
+        out["PATH"] = os.pathsep.join([str(Path(home) / "bin"), env.get("PATH", "")]).rstrip(
+            os.pathsep
+        )
+    return out
+
+
+def check_license(env: Mapping[str, str]) -> None:
+    """If a licence path is given, it must be a readable file; its content is never read."""
+    path = env.get(ENV_LICENSE)
+    if not path:
+        return
+    p = Path(path)
+    if not p.is_file() or not os.access(p, os.R_OK):
+        raise ToolchainError(
+            f"{ENV_LICENSE}={path}: no readable file there. Mount the DFC licence read-only "
+            f"into the container (e.g. -v /etc/hailo/license:{path}:ro); it is never copied "
+            "into an image or the artifacts."
+        )
+
+
+def parse_version(text: str) -> str | None:
+    for pattern in _VERSION_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            return m.group(1)
+    return None
+
+
+def dfc_version(hailo: Path, env: Mapping[str, str]) -> str:
+    """The DFC's version from ``hailo --version`` (``unknown`` when it prints none)."""
+    try:
+        proc = subprocess.run(
+            [str(hailo), "--version"],
+            env=dfc_env(env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolchainError(
+            f"found {hailo} but it did not run ({exc}). A DFC environment mounted into the "
+            "container must have been created with an interpreter that exists in the "
+            f"container (/usr/bin/python3.11). {WHERE_TO_GET}"
+        ) from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise ToolchainError(
+            f"'{hailo} --version' failed with exit {proc.returncode}: "
+            + " | ".join(tail)
+            + f". {WHERE_TO_GET}"
+        )
+    return parse_version(proc.stdout + "\n" + proc.stderr) or "unknown"
+
+
+def commands(hailo: Path, cfg: ModelConfig, onnx_path: Path, workdir: Path) -> DfcCommands:
+    """The exact DFC command lines for ``cfg``; files go into ``workdir``."""
+    net, arch = cfg.net_name, cfg.hw_arch
+    har = workdir / f"{net}.har"
+    optimized = workdir / f"{net}_optimized.har"
+    compiled = workdir / f"{net}_compiled.har"
+    calib_set = workdir / "calib_set.npy"
+    parse = [
+        str(hailo), "parser", "onnx", str(onnx_path),
+        "--net-name", net,
+        "--hw-arch", arch,
+        "--har-path", str(har),
+        "--start-node-names", *cfg.dfc.start_node_names,
+        "--end-node-names", *cfg.dfc.end_node_names,
+        "-y",
+    ]  # fmt: skip
+    optimize = [
+        str(hailo), "optimize", str(har),
+        "--hw-arch", arch,
+        "--calib-set-path", str(calib_set),
+        "--output-har-path", str(optimized),
+    ]  # fmt: skip
+    if cfg.dfc.model_script is not None:
+        optimize += ["--model-script", str(cfg.dfc.model_script)]
+    compile_ = [
+        str(hailo), "compiler", str(optimized),
+        "--hw-arch", arch,
+        "--output-dir", str(workdir),
+        "--output-har-path", str(compiled),
+    ]  # fmt: skip
+    return DfcCommands(
+        parse=parse,
+        optimize=optimize,
+        compile=compile_,
+        har=har,
+        optimized_har=optimized,
+        compiled_har=compiled,
+        hef=workdir / f"{net}.hef",
+        calib_set=calib_set,
+    )
+
+
+def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> None:
+    """Run one DFC step, streaming its output to stderr; fail with its last lines."""
+    progress.say(f"$ {shlex.join(argv)}")
+    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise ToolchainError(f"DFC step '{step}' could not start: {exc}. {WHERE_TO_GET}") from exc
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail.append(line.rstrip("\n"))
+        print(f"[dfc {step}] {line}", end="", file=sys.stderr, flush=True)
+    code = proc.wait()
+    if code != 0:
+        last = "\n".join(f"    {t}" for t in tail) or "    (no output)"
+        raise ToolchainError(
+            f"DFC step '{step}' failed with exit {code}: {shlex.join(argv)}\n"
+            f"  last {len(tail)} lines of its output:\n{last}"
+        )
+
+
+def _expect(path: Path, step: str) -> None:
+    if not path.is_file():
+        raise ToolchainError(f"DFC step '{step}' exited 0 but did not write {path}")
+
+
+def _collect_hef(cmds: DfcCommands, before: set[Path]) -> Path:
+    if cmds.hef.is_file():
+        return cmds.hef
+    new = sorted(p for p in cmds.hef.parent.glob("*.hef") if p not in before)
+    if len(new) == 1:
+        return new[0]
+    listing = ", ".join(p.name for p in new) or "none"
+    raise ToolchainError(
+        f"DFC step 'compiler' exited 0 but {cmds.hef} is missing (new .hef files: {listing})"
+    )
+
+
+class Hailo8Target:
+    name = "hailo8"
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self._hailo: Path | None = None
+        self._version: str | None = None
+
+    def hailo(self) -> Path:
+        if self._hailo is None:
+            self._hailo = find_hailo(self.env)
+        return self._hailo
+
+    def backend(self) -> str:
+        if self._version is None:
+            self._version = dfc_version(self.hailo(), self.env)
+        return f"hailo DFC {self._version}"
+
+    def build(
+        self,
+        cfg: ModelConfig,
+        model: ValidatedModel,
+        calibration: np.ndarray,
+        work: Path,
+        artifact_name: str,
+    ) -> BuildResult:
+        check_license(self.env)
+        hailo = self.hailo()
+        backend = self.backend()
+        progress.say(f"using {hailo} ({backend})")
+        dfc_dir = work / "dfc"
+        dfc_dir.mkdir(parents=True, exist_ok=True)
+        cmds = commands(hailo, cfg, cfg.onnx_path, dfc_dir)
+        calib.save_windows(calibration, cmds.calib_set)
+        env = dfc_env(self.env)
+        with progress.step("DFC parser (ONNX -> HAR)"):
+            run_step("parser", cmds.parse, env, dfc_dir)
+        _expect(cmds.har, "parser")
+        with progress.step(f"DFC optimize (INT8, {len(calibration)} calibration windows)"):
+            run_step("optimize", cmds.optimize, env, dfc_dir)
+        _expect(cmds.optimized_har, "optimize")
+        before = set(dfc_dir.glob("*.hef"))
+        with progress.step("DFC compiler (HAR -> HEF)"):
+            run_step("compiler", cmds.compile, env, dfc_dir)
+        hef = _collect_hef(cmds, before)
+        artifact = work / artifact_name
+        os.replace(hef, artifact)
+        return BuildResult(artifact=artifact, backend=backend, parity=None)

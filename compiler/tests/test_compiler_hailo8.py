@@ -1,0 +1,289 @@
+"""Target hailo8 against the DFC's documented command line.
+
+NO REAL DFC RUNS HERE (it is a licensed download, not installable in this lab). These
+tests pin the exact argv lists, every guardrail, and - with a fake ``hailo`` executable
+on PATH - the sequence of calls and the collection of the .hef.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hef_compiler.config import load_config
+from hef_compiler.errors import ToolchainError
+from hef_compiler.targets import hailo8
+from hefc_testing import Run, snapshot
+
+FAKE_HAILO = r'''#!{python}
+"""A stand-in for the DFC's `hailo` command: logs its argv, writes what the real one would."""
+import json, os, sys
+from pathlib import Path
+import numpy as np
+
+argv = sys.argv[1:]
+with open(os.environ["FAKE_HAILO_LOG"], "a") as log:
+    log.write(json.dumps({{"argv": argv, "cwd": os.getcwd(),
+                          "license": os.environ.get("HAILO_DFC_LICENSE_FILE")}}) + "\n")
+if argv == ["--version"]:
+    print("HailoRT v4.20.0")
+    print("Hailo Dataflow Compiler v3.30.0")
+    sys.exit(0)
+
+def opt(name):
+    return argv[argv.index(name) + 1]
+
+step = argv[0]
+if os.environ.get("FAKE_HAILO_FAIL") == step:
+    print(f"[fake] {{step}} starting")
+    print(f"[error] {{step}}: UnsupportedModelError: something the DFC did not like",
+          file=sys.stderr)
+    sys.exit(3)
+Path("hailo_sdk.client.log").write_text("DFC log written into the working directory\n")
+if step == "parser":
+    assert argv[1] == "onnx" and Path(argv[2]).is_file(), argv
+    Path(opt("--har-path")).write_bytes(b"HAR parsed " + opt("--net-name").encode())
+    print("[info] Translation completed")
+elif step == "optimize":
+    assert Path(argv[1]).is_file(), argv
+    calib = np.load(opt("--calib-set-path"))
+    assert calib.dtype == np.float32 and calib.shape[1:] == (100, 9), calib.shape
+    Path(opt("--output-har-path")).write_bytes(b"HAR optimized with %d windows" % len(calib))
+    print("[info] Model Optimization is done")
+elif step == "compiler":
+    har = Path(argv[1])
+    assert har.is_file(), argv
+    net = har.name[: -len("_optimized.har")]
+    Path(opt("--output-dir"), net + ".hef").write_bytes(b"HEF for " + net.encode())
+    Path(opt("--output-har-path")).write_bytes(b"HAR compiled")
+    print("[info] Compilation complete")
+else:
+    sys.exit(f"unexpected command {{argv}}")
+'''
+
+
+@pytest.fixture
+def fake_dfc(tmp_path: Path) -> dict[str, Any]:
+    """A DFC 'installation' at tmp/dfc with bin/hailo, and an env that points at it."""
+    home = tmp_path / "dfc"
+    (home / "bin").mkdir(parents=True)
+    exe = home / "bin" / "hailo"
+    exe.write_text(FAKE_HAILO.format(python=sys.executable))
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    log = tmp_path / "hailo-calls.jsonl"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HAILO_DFC_HOME": str(home),
+        "FAKE_HAILO_LOG": str(log),
+    }
+    return {"home": home, "exe": exe, "log": log, "env": env}
+
+
+def _calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_exact_dfc_command_lines(workspace: Path, tmp_path: Path) -> None:
+    cfg = load_config(workspace / "hailo_models" / "tcn_encoder.yaml", workspace)
+    hailo = Path("/opt/hailo-dfc/bin/hailo")
+    work = tmp_path / "w"
+    cmds = hailo8.commands(hailo, cfg, cfg.onnx_path, work)
+    onnx_path = str(workspace / "exports" / "tcn_encoder.onnx")
+    assert cmds.parse == [
+        "/opt/hailo-dfc/bin/hailo", "parser", "onnx", onnx_path,
+        "--net-name", "tcn_encoder",
+        "--hw-arch", "hailo8",
+        "--har-path", f"{work}/tcn_encoder.har",
+        "--start-node-names", "to_channels_first",
+        "--end-node-names", "latent_head", "motif_prob",
+        "-y",
+    ]  # fmt: skip
+    assert cmds.optimize == [
+        "/opt/hailo-dfc/bin/hailo", "optimize", f"{work}/tcn_encoder.har",
+        "--hw-arch", "hailo8",
+        "--calib-set-path", f"{work}/calib_set.npy",
+        "--output-har-path", f"{work}/tcn_encoder_optimized.har",
+    ]  # fmt: skip
+    assert cmds.compile == [
+        "/opt/hailo-dfc/bin/hailo", "compiler", f"{work}/tcn_encoder_optimized.har",
+        "--hw-arch", "hailo8",
+        "--output-dir", str(work),
+        "--output-har-path", f"{work}/tcn_encoder_compiled.har",
+    ]  # fmt: skip
+    assert cmds.hef == work / "tcn_encoder.hef"
+
+
+def test_model_script_goes_to_optimize(
+    write_config: Callable[..., Path], workspace: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(
+        write_config(
+            dfc={
+                "start_node_names": ["a"],
+                "end_node_names": ["b"],
+                "model_script": "hailo_models/t.alls",
+            }
+        ),
+        workspace,
+    )
+    cmds = hailo8.commands(Path("hailo"), cfg, cfg.onnx_path, tmp_path)
+    assert cmds.optimize[-2:] == ["--model-script", str(workspace / "hailo_models" / "t.alls")]
+    assert "--model-script" not in cmds.compile
+    assert cmds.parse[cmds.parse.index("--start-node-names") + 1] == "a"
+
+
+def test_search_order_dfc_home_first_then_path(tmp_path: Path) -> None:
+    env = {"HAILO_DFC_HOME": "/opt/dfc", "PATH": "/usr/local/bin:/usr/bin"}
+    assert hailo8.search_dirs(env) == ["/opt/dfc/bin", "/usr/local/bin", "/usr/bin"]
+    assert hailo8.dfc_env(env)["PATH"] == "/opt/dfc/bin:/usr/local/bin:/usr/bin"
+
+
+def test_dfc_missing_names_path_searched_and_where_to_get_it(
+    run_cli: Callable[..., Run], workspace: Path, tmp_path: Path
+) -> None:
+    env = {"PATH": f"{tmp_path}/empty:/usr/bin:/bin", "HAILO_DFC_HOME": str(tmp_path / "nodfc")}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 4
+    assert run.summary["error_kind"] == "toolchain"
+    message = run.summary["error"]
+    assert "Hailo Dataflow Compiler not found" in message
+    assert f"{tmp_path}/nodfc/bin:{tmp_path}/empty:/usr/bin:/bin" in message
+    assert "Hailo Developer Zone" in message
+    assert "HAILO_DFC_HOME" in message
+    assert not (workspace / "artifacts" / "tcn_encoder-0.1.0.hef").exists()
+
+
+def test_dfc_missing_without_home_says_so() -> None:
+    with pytest.raises(ToolchainError, match="HAILO_DFC_HOME is not set"):
+        hailo8.find_hailo({"PATH": "/nonexistent"})
+
+
+def test_dfc_that_cannot_run_is_explained(tmp_path: Path) -> None:
+    exe = tmp_path / "bin" / "hailo"
+    exe.parent.mkdir()
+    exe.write_text("#!/nonexistent/venv/bin/python3.10\n")
+    exe.chmod(0o755)
+    with pytest.raises(
+        ToolchainError, match=r"did not run .*interpreter that exists in the container"
+    ):
+        hailo8.dfc_version(exe, {"PATH": str(exe.parent)})
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("Hailo Dataflow Compiler v3.30.0\n", "3.30.0"),
+        ("HailoRT v4.20.0\nHailo Dataflow Compiler v3.31.0", "3.31.0"),
+        ("hailo_dataflow_compiler 3.29.0", "3.29.0"),
+        ("no numbers", None),
+    ],
+)
+def test_version_parsing(text: str, version: str | None) -> None:
+    assert hailo8.parse_version(text) == version
+
+
+def test_fake_dfc_runs_the_three_steps_and_the_hef_is_published(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any], tmp_path: Path
+) -> None:
+    licence = tmp_path / "secret" / "hailo.lic"
+    licence.parent.mkdir()
+    licence.write_text("LICENCE-CONTENT-DO-NOT-COPY")
+    env = {**fake_dfc["env"], "HAILO_DFC_LICENSE_FILE": str(licence)}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 0, run.stderr
+    calls = _calls(fake_dfc["log"])
+    steps = [c["argv"][0] for c in calls]
+    assert steps == ["--version", "parser", "optimize", "compiler"]
+    # The licence path reaches the DFC through the environment, never as a file we copy.
+    assert all(c["license"] == str(licence) for c in calls)
+    out = workspace / "artifacts"
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".hef-compile.lock",
+        "hef_sha256sum.txt",
+        "tcn_encoder-0.1.0.hef",
+        "tcn_encoder-0.1.0.manifest.json",
+    ]
+    assert (out / "tcn_encoder-0.1.0.hef").read_bytes() == b"HEF for tcn_encoder"
+    for p in out.iterdir():
+        assert b"LICENCE-CONTENT" not in p.read_bytes()
+        assert str(licence).encode() not in p.read_bytes()
+    manifest = json.loads((out / "tcn_encoder-0.1.0.manifest.json").read_text())
+    assert manifest["target"] == "hailo8"
+    assert manifest["artifact"] == "tcn_encoder-0.1.0.hef"
+    assert manifest["compiler"]["backend"] == "hailo DFC 3.30.0"
+    assert manifest["parity"]["max_abs_error"] == {}
+    assert manifest["parity"]["thresholds"]["max_abs_error"]["latent"] == 0.15
+    # The DFC ran in scratch space: its own log did not land in the output.
+    assert all(Path(c["cwd"]).parent != out for c in calls[1:])
+    assert "[dfc optimize] [info] Model Optimization is done" in run.stderr
+    # Idempotent: a second run only asks the DFC for its version.
+    again = run_cli("--target", "hailo8", env=env)
+    assert again.summary["status"] == "up_to_date"
+    assert [c["argv"][0] for c in _calls(fake_dfc["log"])][4:] == ["--version"]
+
+
+@pytest.mark.parametrize("failing", ["parser", "optimize", "compiler"])
+def test_failing_dfc_step_reports_and_keeps_old_artifacts(
+    run_cli: Callable[..., Run],
+    workspace: Path,
+    fake_dfc: dict[str, Any],
+    failing: str,
+) -> None:
+    assert run_cli("--target", "hailo8", env=fake_dfc["env"]).code == 0
+    out = workspace / "artifacts"
+    before = snapshot(out)
+    env = {**fake_dfc["env"], "FAKE_HAILO_FAIL": failing}
+    run = run_cli("--target", "hailo8", "--force", env=env)
+    assert run.code == 4
+    message = run.summary["error"]
+    assert f"DFC step '{failing}' failed with exit 3" in message
+    assert "UnsupportedModelError: something the DFC did not like" in message
+    assert snapshot(out) == before
+    assert [p for p in out.iterdir() if p.is_dir()] == []
+
+
+def test_missing_licence_file_is_refused(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any], tmp_path: Path
+) -> None:
+    env = {**fake_dfc["env"], "HAILO_DFC_LICENSE_FILE": str(tmp_path / "nope.lic")}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 4
+    assert (
+        f"HAILO_DFC_LICENSE_FILE={tmp_path / 'nope.lic'}: no readable file there"
+        in run.summary["error"]
+    )
+    assert [c["argv"][0] for c in _calls(fake_dfc["log"])] == ["--version"]
+
+
+def test_compiler_that_writes_no_hef_is_an_error(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    exe: Path = fake_dfc["exe"]
+    exe.write_text(exe.read_text().replace('+ ".hef"', '+ ".not-a-hef"'))
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 4
+    assert "DFC step 'compiler' exited 0 but" in run.summary["error"]
+    assert "tcn_encoder.hef is missing" in run.summary["error"]
+
+
+def test_unsupported_op_stops_before_the_dfc(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    import onnx
+
+    model = onnx.load(workspace / "exports" / "tcn_encoder.onnx")
+    for node in model.graph.node:
+        if node.name == "motif_prob":
+            node.op_type = "Hardmax"
+    onnx.save(model, workspace / "exports" / "tcn_encoder.onnx")
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 3
+    assert "node 'motif_prob' uses Hardmax" in run.summary["error"]
+    assert _calls(fake_dfc["log"]) == []
+    assert os.path.exists(fake_dfc["exe"])
