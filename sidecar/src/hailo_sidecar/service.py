@@ -1,0 +1,130 @@
+"""The transport-independent core: start-up sequence, readiness, and timed inference.
+
+HTTP (app.py) uses it today; the Unix-socket IPC path is meant to call the same
+`Service.infer` on the same loaded backend.
+
+Start-up (`start`): [onnx/hailo] read MODEL_MANIFEST, check its target and shapes
+against the contract, verify the artifact's sha256 (before anything loads it) ->
+construct and `load()` the backend -> `warm_up()`. Ready only if all of that
+succeeded. A failure leaves the service up but not ready, with the reason; it
+never raises, so /healthz and /metrics keep answering.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, BackendError, BackendInfo, create_backend
+from .config import Config
+from .manifest import ArtifactError, ManifestError, load_manifest, verify_artifact
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[..., Backend]
+
+
+class NotReadyError(Exception):
+    """Inference was asked for while the service is not ready (503, with the reason)."""
+
+
+class Service:
+    def __init__(
+        self, config: Config, metrics: Metrics, backend_factory: BackendFactory | None = None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._factory = backend_factory or create_backend
+        self.backend: Backend | None = None
+        self.ready = False
+        self.reason: str | None = "starting"
+        self._timer: Any = None
+        self._counter: Any = None
+        self._set_info(BackendInfo(config.infer_mode, "unknown", "unknown", "unknown"))
+        metrics.ready.set(0)
+
+    # ------------------------------------------------------------------ start-up
+    def start(self) -> None:
+        try:
+            self._start()
+        except (ManifestError, ArtifactError, BackendError) as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # a bug or an unexpected library error: stay up, say so
+            log.exception("start-up failed")
+            self._fail(f"start-up failed: {type(exc).__name__}: {exc}")
+
+    def _start(self) -> None:
+        cfg = self.config
+        if cfg.infer_mode == "stub":
+            backend = self._factory(cfg)
+        else:
+            assert cfg.model_manifest is not None  # Config guarantees it
+            manifest = load_manifest(cfg.model_manifest)
+            manifest.check(cfg.infer_mode, cfg.num_motifs)
+            # Say which model this is meant to be, even if it never gets ready.
+            self._set_info(
+                BackendInfo(cfg.infer_mode, manifest.model, manifest.version, manifest.sha256)
+            )
+            artifact = manifest.artifact_path(cfg.model_path)
+            verify_artifact(artifact, manifest.sha256)
+            backend = self._factory(
+                cfg,
+                artifact,
+                model=manifest.model,
+                version=manifest.version,
+                sha256=manifest.sha256,
+            )
+        self.backend = backend
+        backend.load()
+        backend.warm_up()
+        self._set_info(backend.describe())
+        self._timer, self._counter = self.metrics.inference_observer(backend.name)
+        self.ready, self.reason = True, None
+        self.metrics.ready.set(1)
+
+    def _fail(self, reason: str) -> None:
+        self.ready, self.reason = False, reason
+        self.metrics.ready.set(0)
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def _set_info(self, info: BackendInfo) -> None:
+        self.info = info
+        self.model_fields = {"model": info.model, "version": info.version, "sha256": info.sha256}
+        self.headers = {
+            "x-model": info.model,
+            "x-model-version": info.version,
+            "x-model-sha256": info.sha256,
+            "x-backend": info.backend,
+        }
+        self.raw_headers = [(k.encode(), v.encode("latin-1")) for k, v in self.headers.items()]
+        self.metrics.set_model(info.model, info.version, info.sha256, info.backend)
+
+    # ------------------------------------------------------------------ serving
+    @property
+    def offload(self) -> bool:
+        return self.backend is not None and self.backend.offload
+
+    def infer(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the backend on checked windows (N, 100, 9) float32; times it into the metrics."""
+        backend = self.backend
+        if not self.ready or backend is None:
+            raise NotReadyError(self.reason or "not ready")
+        start = perf_counter()
+        result = backend.infer(windows)
+        self._timer.observe(perf_counter() - start)
+        self._counter.inc(windows.shape[0])
+        return result
+
+    def close(self) -> None:
+        self.ready, self.reason = False, "shutting down"
+        self.metrics.ready.set(0)
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None

@@ -1,0 +1,97 @@
+"""Configuration from the environment: defaults, and clear errors that name the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hailo_sidecar.config import Config, ConfigError
+
+
+def test_defaults() -> None:
+    c = Config.from_env({})
+    assert c.infer_mode == "stub"
+    assert c.num_motifs == 12
+    assert c.host == "0.0.0.0"
+    assert c.port == 9000
+    assert c.log_level == "info"
+    assert c.max_body_bytes == 2 * 1024 * 1024
+    assert c.max_batch == 64
+    assert c.model_manifest is None
+    assert c.hailo_device == Path("/dev/hailo0")
+    assert c.strict_startup is False
+
+
+def test_full_environment() -> None:
+    c = Config.from_env({
+        "INFER_MODE": "HAILO", "MODEL_MANIFEST": "/models/manifest.json",
+        "HEF_PATH": "/models/x.hef", "NUM_MOTIFS": "8", "HOST": "127.0.0.1", "PORT": "9100",
+        "LOG_LEVEL": "DEBUG", "MAX_BODY_BYTES": "65536", "MAX_BATCH": "16",
+        "ORT_INTRA_OP_THREADS": "2", "HAILO_DEVICE": "/dev/hailo1", "HAILO_TIMEOUT_MS": "250",
+        "STRICT_STARTUP": "yes",
+    })  # fmt: skip
+    assert c.infer_mode == "hailo"
+    assert c.model_path == Path("/models/x.hef")
+    assert (c.num_motifs, c.port, c.max_body_bytes, c.max_batch) == (8, 9100, 65536, 16)
+    assert c.log_level == "debug"
+    assert c.hailo_timeout_ms == 250
+    assert c.strict_startup is True
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"INFER_MODE": "gpu"}, "INFER_MODE='gpu' is invalid: expected one of stub, onnx, hailo"),
+        ({"NUM_MOTIFS": "twelve"}, "NUM_MOTIFS='twelve' is invalid: expected an integer from 1 "
+         "to 4096"),
+        ({"NUM_MOTIFS": "0"}, "NUM_MOTIFS='0' is invalid: expected an integer from 1 to 4096"),
+        ({"PORT": "70000"}, "PORT='70000' is invalid: expected an integer from 1 to 65535"),
+        ({"PORT": "9000.5"}, "PORT='9000.5' is invalid: expected an integer from 1 to 65535"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is invalid: expected one of critical, error, "
+         "warning, info, debug, trace"),
+        ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES='10' is invalid: expected an integer from 1024 "
+         "to 2**30"),
+        ({"MAX_BATCH": "-1"}, "MAX_BATCH='-1' is invalid: expected an integer from 1 to 4096"),
+        ({"STRICT_STARTUP": "maybe"}, "STRICT_STARTUP='maybe' is invalid: expected one of "
+         "1/true/yes/on, 0/false/no/off"),
+        ({"INFER_MODE": "onnx"}, "MODEL_MANIFEST is not set: INFER_MODE=onnx needs the model's "
+         "manifest.json (its sha256 is checked before the model is loaded)"),
+        ({"INFER_MODE": "onnx", "MODEL_MANIFEST": "/m.json", "HEF_PATH": "/x.hef"},
+         "HEF_PATH is set but INFER_MODE='onnx': HEF_PATH is only used with INFER_MODE=hailo "
+         "(use MODEL_PATH for an .onnx artifact)"),
+        ({"INFER_MODE": "hailo", "MODEL_MANIFEST": "/m.json", "HEF_PATH": "/a.hef",
+          "MODEL_PATH": "/b.hef"},
+         "HEF_PATH='/a.hef' and MODEL_PATH='/b.hef' disagree: set one of them"),
+    ],
+)  # fmt: skip
+def test_bad_values_name_the_variable(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Config.from_env(env)
+    assert exc.value.problems == [problem]
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as exc:
+        Config.from_env({"INFER_MODE": "tpu", "PORT": "x", "NUM_MOTIFS": "0"})
+    assert [p.split("=")[0] for p in exc.value.problems] == ["INFER_MODE", "NUM_MOTIFS", "PORT"]
+
+
+def test_blank_values_mean_the_default() -> None:
+    assert Config.from_env({"PORT": "", "INFER_MODE": " ", "MODEL_MANIFEST": ""}).port == 9000
+
+
+def test_python_m_refuses_to_start_with_a_clear_message() -> None:
+    env = {**os.environ, "INFER_MODE": "gpu", "PORT": "http"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hailo_sidecar"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "hailo-sidecar: configuration error: INFER_MODE='gpu' is invalid: expected one of stub, "
+        "onnx, hailo",
+        "hailo-sidecar: configuration error: PORT='http' is invalid: expected an integer from 1 "
+        "to 65535",
+    ]

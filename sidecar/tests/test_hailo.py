@@ -1,0 +1,263 @@
+"""The hailo backend's guardrails, shape checks and call sequence, against a FAKE hailo_platform.
+
+Nothing here touches HailoRT or a Hailo-8 (neither exists on the machines these tests
+run on). `fake_hailo_platform` mirrors the documented API names; these tests show the
+backend calls them in the documented order and refuses what it must refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hailo_sidecar.backends import BackendError
+from hailo_sidecar.backends.hailo import HailoBackend
+from hailo_sidecar.config import Config
+from hailo_sidecar.manifest import write_manifest
+
+from . import fake_hailo_platform as fake
+from .conftest import client_for, make_window
+
+CHAR_DEVICE = Path("/dev/null")  # a character device standing in for /dev/hailo0 (not a Hailo-8)
+GOOD_STREAMS = {
+    "inputs": {"tcn_encoder/input_layer1": [1, 100, 9]},
+    "outputs": {"tcn_encoder/fc1": [64], "tcn_encoder/fc2": [12]},
+}
+
+
+@pytest.fixture
+def on_a_pi(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """aarch64, and the fake module importable as hailo_platform."""
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    monkeypatch.setitem(sys.modules, "hailo_platform", fake)
+    fake.CALLS.clear()
+    yield
+    fake.CALLS.clear()
+
+
+def hef(tmp_path: Path, streams: dict[str, Any] = GOOD_STREAMS, name: str = "m.hef") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(streams))
+    return path
+
+
+def backend(path: Path, *, max_batch: int = 8, num_motifs: int = 12, **kw: Any) -> HailoBackend:
+    kw.setdefault("device", CHAR_DEVICE)
+    return HailoBackend(path, num_motifs, model="m", version="v", sha256="s", max_batch=max_batch,
+                        **kw)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- guardrails
+def test_refuses_a_non_aarch64_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setitem(sys.modules, "hailo_platform", fake)
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value) == (
+        "INFER_MODE=hailo needs an aarch64 host (a Raspberry Pi 5 with a Hailo-8); this machine "
+        "is x86_64. Use INFER_MODE=onnx (CPU) or INFER_MODE=stub here."
+    )
+    assert fake.CALLS == []  # nothing was opened
+
+
+def test_refuses_when_the_device_is_missing(on_a_pi: None, tmp_path: Path) -> None:
+    missing = tmp_path / "hailo0"
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path), device=missing).load()
+    assert str(exc.value) == (
+        f"{missing} is missing: is the Hailo PCIe driver loaded (lsmod | grep hailo_pci) and "
+        f"the device passed to the container (--device {missing})?"
+    )
+    assert fake.CALLS == []
+
+
+def test_refuses_a_device_that_is_not_a_character_device(on_a_pi: None, tmp_path: Path) -> None:
+    regular = tmp_path / "hailo0"
+    regular.write_text("")
+    with pytest.raises(BackendError, match="exists but is not a character device"):
+        backend(hef(tmp_path), device=regular).load()
+
+
+def test_refuses_when_hailo_platform_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    monkeypatch.setitem(sys.modules, "hailo_platform", None)  # import fails
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value).startswith(
+        "hailo_platform (HailoRT's Python binding, pyhailort) is not installed ("
+    )
+    assert str(exc.value).endswith(
+        "install the hailort wheel that matches the driver version on this host"
+    )
+
+
+def test_hailo_platform_is_not_imported_unless_selected() -> None:
+    import hailo_sidecar.app
+    import hailo_sidecar.backends  # noqa: F401
+
+    assert "hailo_platform" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("streams", "message"),
+    [
+        (
+            {**GOOD_STREAMS, "inputs": {"in": [1, 100, 8]}},
+            "input 'in' has shape [1, 100, 8]; the contract is one window of 100 x 9",
+        ),
+        (
+            {**GOOD_STREAMS, "inputs": {"in": [9, 100]}},
+            "input 'in' has shape [9, 100]; the contract is one window of 100 x 9",
+        ),
+        (
+            {**GOOD_STREAMS, "inputs": {"a": [1, 100, 9], "b": [1, 100, 9]}},
+            "has inputs ['a', 'b']; the contract has one input, x (1, 100, 9)",
+        ),
+        (
+            {**GOOD_STREAMS, "outputs": {"fc1": [64], "fc2": [10]}},
+            "outputs {'fc1': [64], 'fc2': [10]} do not match the contract: expected latent of "
+            "64 and motif_scores of 12 values (NUM_MOTIFS=12)",
+        ),
+        (
+            {**GOOD_STREAMS, "outputs": {"fc1": [1, 1, 32], "fc2": [12]}},
+            "do not match the contract",
+        ),
+        (
+            {**GOOD_STREAMS, "outputs": {"fc1": [64], "fc2": [12], "fc3": [3]}},
+            "has 3 outputs ['fc1', 'fc2', 'fc3']; the contract has 2",
+        ),
+    ],
+    ids=["input-channels", "input-transposed", "two-inputs", "motifs-10", "latent-32", "3-out"],
+)
+def test_refuses_a_hef_off_contract(
+    on_a_pi: None, tmp_path: Path, streams: dict[str, Any], message: str
+) -> None:
+    path = hef(tmp_path, streams)
+    b = backend(path)
+    with pytest.raises(BackendError) as exc:
+        b.load()
+    assert str(exc.value).startswith(f"HEF {path}")
+    assert message in str(exc.value)
+    assert ("configure", None) not in fake.CALLS  # refused before configuring the device
+    assert ("release", None) in fake.CALLS  # and the VDevice was released
+
+
+def test_hef_that_hailort_cannot_open(on_a_pi: None, tmp_path: Path) -> None:
+    path = tmp_path / "garbage.hef"
+    path.write_text("not a hef")
+    with pytest.raises(BackendError, match=r"HailoRT cannot open .*garbage.hef: JSONDecodeError"):
+        backend(path).load()
+
+
+# --------------------------------------------------------------------------- the call sequence
+def test_documented_call_sequence_and_reuse(on_a_pi: None, tmp_path: Path) -> None:
+    path = hef(tmp_path)
+    b = backend(path, max_batch=6)
+    b.load()
+    b.warm_up()
+    names = [c[0] for c in fake.CALLS]
+    # VDevice with the ROUND_ROBIN scheduler, then the infer model from the HEF path
+    assert fake.CALLS[0] == ("VDevice", fake.HailoSchedulingAlgorithm.ROUND_ROBIN)
+    assert fake.CALLS[1] == ("create_infer_model", str(path))
+    assert ("set_batch_size", 1) in fake.CALLS
+    # FLOAT32 on the input and both outputs, before configure()
+    formats = [c[1] for c in fake.CALLS if c[0] == "set_format_type"]
+    assert sorted(n for n, _ in formats) == [
+        "tcn_encoder/fc1", "tcn_encoder/fc2", "tcn_encoder/input_layer1",
+    ]  # fmt: skip
+    assert all(t == fake.FormatType.FLOAT32 for _, t in formats)
+    assert names.index("configure") > max(i for i, n in enumerate(names) if n == "set_format_type")
+    # configure once; one bindings object per batch slot, created once
+    assert names.count("configure") == 1
+    assert names.count("create_bindings") == 6
+    before = len(fake.CALLS)
+    for seed in range(3):
+        b.infer(make_window(seed)[None])
+    b.infer(np.stack([make_window(s) for s in range(6)]))
+    later = fake.CALLS[before:]
+    assert [c[0] for c in later] == ["run"] * 5  # 3 singles + 6 windows in chunks of 4 and 2
+    assert [c[1] for c in later] == [(1, 1000)] * 3 + [(4, 1000), (2, 1000)]
+    b.close()
+    assert fake.CALLS[-2:] == [("shutdown", None), ("release", None)]
+
+
+def test_outputs_are_mapped_and_copied_out(on_a_pi: None, tmp_path: Path) -> None:
+    # Streams listed motif-first: the backend maps them by size, not by order.
+    streams = {"inputs": {"in": [100, 9]}, "outputs": {"b_scores": [1, 12], "a_emb": [1, 1, 64]}}
+    b = backend(hef(tmp_path, streams))
+    b.load()
+    x = np.stack([make_window(1), make_window(2)])
+    latent, motifs = b.infer(x)
+    assert latent.shape == (2, 64)
+    assert motifs.shape == (2, 12)
+    for i in range(2):
+        want_motifs, want_latent = fake.fake_outputs(x[i], [12, 64])
+        np.testing.assert_array_equal(latent[i], want_latent)
+        np.testing.assert_array_equal(motifs[i], want_motifs)
+    first = latent.copy()
+    b.infer(make_window(9)[None])
+    np.testing.assert_array_equal(latent, first)  # results are not views of device buffers
+    assert b.describe().details["streams"] == {
+        "x": "in",
+        "latent": "a_emb",
+        "motif_scores": "b_scores",
+    }
+
+
+def test_same_sized_outputs_fall_back_to_names(on_a_pi: None, tmp_path: Path) -> None:
+    streams = {"inputs": {"in": [1, 100, 9]}, "outputs": {"net/motif": [64], "net/latent": [64]}}
+    b = backend(hef(tmp_path, streams), num_motifs=64)
+    b.load()
+    assert b.describe().details["streams"]["latent"] == "net/latent"
+
+
+def test_device_error_during_inference_is_a_backend_error(on_a_pi: None, tmp_path: Path) -> None:
+    b = backend(hef(tmp_path, {**GOOD_STREAMS, "fail_run": True}))
+    b.load()
+    with pytest.raises(BackendError, match="HailoRT inference failed: HailoRTTimeout: "):
+        b.infer(make_window(0)[None])
+
+
+# --------------------------------------------------------------------------- through the app
+def hailo_config(tmp_path: Path, streams: dict[str, Any] = GOOD_STREAMS) -> Config:
+    artifact = hef(tmp_path, streams, name="tcn_encoder-0.1.0.hef")
+    manifest = write_manifest(tmp_path, artifact, target="hailo8")
+    return Config(infer_mode="hailo", model_manifest=manifest, hailo_device=CHAR_DEVICE)
+
+
+def test_app_serves_through_the_fake_device(on_a_pi: None, tmp_path: Path) -> None:
+    with client_for(hailo_config(tmp_path)) as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["backend"] == "hailo"
+        r = c.post("/infer", json={"x": make_window(3).tolist()})
+        assert r.status_code == 200
+        assert r.headers["x-backend"] == "hailo"
+        want_latent, _ = fake.fake_outputs(make_window(3), [64, 12])  # GOOD_STREAMS' order
+        np.testing.assert_array_equal(np.array(r.json()["latent"], np.float32), want_latent)
+        assert (
+            c.post("/infer/batch", json={"windows": [make_window(0).tolist()] * 3}).status_code
+            == 200
+        )
+        assert (
+            'sidecar_inference_duration_seconds_count{backend="hailo"} 2.0'
+            in c.get("/metrics").text
+        )
+    assert fake.CALLS[-2:] == [("shutdown", None), ("release", None)]  # closed in the lifespan
+
+
+def test_app_not_ready_on_x86_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    with client_for(hailo_config(tmp_path)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["reason"].startswith("INFER_MODE=hailo needs an aarch64 host")
+        assert c.get("/healthz").status_code == 200
+        assert c.post("/infer", json={"x": make_window(0).tolist()}).status_code == 503
