@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Lab bootstrap needs root; sudo only when we are not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -E)
-PY_PACKAGES := $(wildcard sidecar/pyproject.toml compiler/pyproject.toml)
+PY_PACKAGES := sidecar/pyproject.toml compiler/pyproject.toml
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: pipeline test venv lab lab-up lab-down lint pytest molecule clean-venv
@@ -26,8 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(PY_PACKAGES)
 		{ echo "make venv: needs Python 3.11 as $(PYTHON) (Debian 12's python3); set PYTHON=..."; exit 1; }
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) || \
 		{ echo "make venv: python3 -m venv failed; on Debian: apt-get install python3-venv"; exit 1; }
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' $(addprefix -e ,$(dir $(PY_PACKAGES)))
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' -e compiler -e 'sidecar[onnx,test]'
 	touch $@
 
 ## lab: prepare this machine as the lab host (packages, dockerd, binfmt, base images)
