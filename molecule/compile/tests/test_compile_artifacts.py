@@ -1,4 +1,5 @@
-"""After playbooks/compile.yml (docker_host + hef_compile, target cpu) on the GPUSrv stand-in.
+"""After provision_gpusrv.yml and compile.yml (docker_host, then hef_compile, target cpu)
+on the GPUSrv stand-in.
 
 `host` is the GPUSrv stand-in; the controller's files (the fetched artifacts, in the
 scenario's ephemeral directory) are read through testinfra's local backend.

@@ -48,13 +48,6 @@ def failed_run(host, corrupt_repo):
     before = snapshot_controller(), snapshot_gpusrv(host)
     extra = {
         # The same settings as converge.yml, but the inputs come from the corrupt repo.
-        "docker_host_source": "distro",
-        "docker_host_preload_images": [
-            {
-                "name": "hailo-lab/runtime-base:amd64",
-                "archive": "/lab-images/runtime-base-amd64.tar",
-            }
-        ],
         "hef_compile_target": "cpu",
         "hef_compile_repo_root": str(corrupt_repo),
         "hef_compile_source_dir": str(REPO / "compiler"),
