@@ -24,7 +24,7 @@ from hailo_sidecar.ipc.framing import ErrorCode, MsgType
 from hailo_sidecar.ipc.shm import SegmentReader, ShmError
 
 from .conftest import free_port, make_window
-from .ipc_helpers import RawConn, serve
+from .ipc_helpers import RawConn, serve, wait_for
 
 WB = 3600
 
@@ -260,6 +260,37 @@ def test_a_server_process_never_unlinks_the_clients_segment(sock_dir: Path) -> N
             proc.wait()
         shm.close()
     assert not os.path.exists(f"/dev/shm/{name}")  # its owner unlinks it
+
+
+def mappings_of(name: str) -> int:
+    """How many mappings of /dev/shm/<name> this process holds (server and test alike)."""
+    with open("/proc/self/maps") as fh:
+        return sum(1 for line in fh if line.rstrip().endswith(f"/dev/shm/{name}"))
+
+
+def fds_of(name: str) -> int:
+    """How many open descriptors of this process point at /dev/shm/<name>."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == f"/dev/shm/{name}"
+    return count
+
+
+def test_a_closed_connection_unmaps_its_segments(path: Path, segment: Any) -> None:
+    with serve(Config(), path) as client:
+        ipc = client.app.state.ipc  # type: ignore[attr-defined]
+        mine = mappings_of(segment.name), fds_of(segment.name)  # the test's (client) side
+        conn = RawConn(path)
+        assert ref(conn, 1, segment.name, 0, 1).type == MsgType.RESULT
+        # The server's read-only mapping, and its descriptors (the one it fstat()s per
+        # request and the duplicate Python's mmap keeps).
+        assert mappings_of(segment.name) == mine[0] + 1
+        assert fds_of(segment.name) == mine[1] + 2
+        conn.close()
+        wait_for(lambda: len(ipc.connections) == 0)
+        assert (mappings_of(segment.name), fds_of(segment.name)) == mine
+    assert os.path.exists(f"/dev/shm/{segment.name}")
 
 
 def test_segment_reader_unmaps_least_recently_used_and_never_unlinks() -> None:
