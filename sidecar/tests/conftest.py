@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest resets warning filters per test; mirror the one contract.py installs
     # (its range check's dot product overflows on purpose for huge values).
     config.addinivalue_line("filterwarnings", "ignore:overflow encountered in dot:RuntimeWarning")
+    # ipc/server.py's finiteness check multiplies inf by 0 on purpose.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:invalid value encountered in dot:RuntimeWarning"
+    )
 
 
 REFERENCE_ONNX = REPO / "exports" / "tcn_encoder.onnx"
@@ -76,3 +82,19 @@ def client() -> Iterator[TestClient]:
 def onnx_client(onnx_config: Config) -> Iterator[TestClient]:
     with client_for(onnx_config) as c:
         yield c
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short directory for sockets (sun_path holds 107 bytes; pytest's tmp_path can be long)."""
+    base = Path(tempfile.mkdtemp(prefix="ipc", dir="/tmp"))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -23,6 +23,31 @@ def test_defaults() -> None:
     assert c.model_manifest is None
     assert c.hailo_device == Path("/dev/hailo0")
     assert c.strict_startup is False
+    assert c.models_dir == Path("/models")
+    assert (c.model_name, c.model_version) == (None, None)
+    assert c.socket_path == Path("/run/hailo-sidecar/sidecar.sock")
+    assert (c.ipc_max_frame_bytes, c.ipc_max_connections) == (1024 * 1024, 64)
+
+
+def test_discovery_and_ipc_settings() -> None:
+    c = Config.from_env({
+        "INFER_MODE": "hailo", "MODELS_DIR": "/opt/models", "MODEL_NAME": "tcn_encoder",
+        "MODEL_VERSION": "0.2.0", "SOCKET_PATH": "/run/x/s.sock", "IPC_MAX_FRAME_BYTES": "65536",
+        "IPC_MAX_CONNECTIONS": "4",
+    })  # fmt: skip
+    assert c.model_manifest is None
+    assert (c.models_dir, c.model_name, c.model_version) == (
+        Path("/opt/models"), "tcn_encoder", "0.2.0"
+    )  # fmt: skip
+    assert c.socket_path == Path("/run/x/s.sock")
+    assert (c.ipc_max_frame_bytes, c.ipc_max_connections) == (65536, 4)
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_socket_path_turns_ipc_off(value: str) -> None:
+    assert Config.from_env({"SOCKET_PATH": value}).socket_path is None
+    # Programmatic Config() (tests, embedding) has no socket unless asked.
+    assert Config().socket_path is None
 
 
 def test_full_environment() -> None:
@@ -57,8 +82,22 @@ def test_full_environment() -> None:
         ({"MAX_BATCH": "-1"}, "MAX_BATCH='-1' is invalid: expected an integer from 1 to 4096"),
         ({"STRICT_STARTUP": "maybe"}, "STRICT_STARTUP='maybe' is invalid: expected one of "
          "1/true/yes/on, 0/false/no/off"),
-        ({"INFER_MODE": "onnx"}, "MODEL_MANIFEST is not set: INFER_MODE=onnx needs the model's "
-         "manifest.json (its sha256 is checked before the model is loaded)"),
+        ({"INFER_MODE": "onnx"}, "INFER_MODE=onnx needs a model: set MODEL_NAME (and "
+         "MODEL_VERSION) to pick one from MODELS_DIR='/models', or MODEL_MANIFEST to name its "
+         "manifest (its sha256 is checked before the model is loaded)"),
+        ({"INFER_MODE": "hailo", "MODELS_DIR": "/opt/m"}, "INFER_MODE=hailo needs a model: set "
+         "MODEL_NAME (and MODEL_VERSION) to pick one from MODELS_DIR='/opt/m', or MODEL_MANIFEST "
+         "to name its manifest (its sha256 is checked before the model is loaded)"),
+        ({"SOCKET_PATH": "run/s.sock"}, "SOCKET_PATH='run/s.sock' is invalid: expected an "
+         "absolute file path of at most 107 bytes (the Unix socket limit), or empty to turn IPC "
+         "off"),
+        ({"SOCKET_PATH": "/" + "x" * 107}, "SOCKET_PATH='/" + "x" * 107 + "' is invalid: "
+         "expected an absolute file path of at most 107 bytes (the Unix socket limit), or empty "
+         "to turn IPC off"),
+        ({"IPC_MAX_FRAME_BYTES": "100"}, "IPC_MAX_FRAME_BYTES='100' is invalid: expected an "
+         "integer from 4096 to 2**30"),
+        ({"IPC_MAX_CONNECTIONS": "0"}, "IPC_MAX_CONNECTIONS='0' is invalid: expected an integer "
+         "from 1 to 4096"),
         ({"INFER_MODE": "onnx", "MODEL_MANIFEST": "/m.json", "HEF_PATH": "/x.hef"},
          "HEF_PATH is set but INFER_MODE='onnx': HEF_PATH is only used with INFER_MODE=hailo "
          "(use MODEL_PATH for an .onnx artifact)"),

@@ -9,6 +9,9 @@
     GET  /metrics      Prometheus text format
     GET  /docs, /openapi.json   the contract, as FastAPI serves it
 
+Beside HTTP, on the same event loop and the same Service, the Unix-socket IPC server
+(ipc/server.py) listens on SOCKET_PATH; the lifespan starts and stops it.
+
 The inference routes take the raw `Request` and return a prebuilt `Response`, so
 FastAPI does no per-value validation or serialisation on the hot path: the body
 goes through `contract.parse_*` (orjson + numpy) and the result through orjson.
@@ -34,6 +37,7 @@ from . import __version__, contract
 from .backends import BackendError
 from .config import Config
 from .contract import ContractError
+from .ipc.server import IpcServer, IpcSetupError
 from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from .service import BackendFactory, NotReadyError, Service
 
@@ -137,6 +141,21 @@ _MODEL_HEADERS = {
 }
 
 
+async def start_ipc(service: Service, cfg: Config, metrics: Metrics) -> IpcServer | None:
+    """The Unix-socket server beside HTTP (SOCKET_PATH); its failure is a readiness reason."""
+    if cfg.socket_path is None:
+        log.info("IPC: off (SOCKET_PATH is empty)")
+        return None
+    ipc = IpcServer(service, cfg, metrics)
+    try:
+        note = await ipc.start()
+    except IpcSetupError as exc:
+        service.fail(f"IPC socket: {exc}")
+        return None
+    log.info("IPC: listening on %s (%s)", cfg.socket_path, note)
+    return ipc
+
+
 def create_app(
     config: Config | None = None, *, backend_factory: BackendFactory | None = None
 ) -> FastAPI:
@@ -149,6 +168,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
+        ipc = await start_ipc(service, cfg, metrics)
+        app.state.ipc = ipc
         if service.ready:
             info = service.info
             log.info(
@@ -165,6 +186,8 @@ def create_app(
         try:
             yield
         finally:
+            if ipc is not None:
+                await ipc.stop()
             service.close()
 
     app = FastAPI(
@@ -178,6 +201,7 @@ def create_app(
     )
     app.state.service = service
     app.state.metrics = metrics
+    app.state.ipc = None
     app.state.config = cfg
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

@@ -17,6 +17,10 @@ MODES: Final = ("stub", "onnx", "hailo")
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug", "trace")
 _TRUE: Final = ("1", "true", "yes", "on")
 _FALSE: Final = ("0", "false", "no", "off", "")
+DEFAULT_MODELS_DIR: Final = Path("/models")
+DEFAULT_SOCKET_PATH: Final = Path("/run/hailo-sidecar/sidecar.sock")
+# sun_path holds 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH_BYTES: Final = 107
 
 T = TypeVar("T")
 
@@ -34,6 +38,10 @@ class Config:
     infer_mode: str = "stub"
     model_manifest: Path | None = None
     model_path: Path | None = None
+    # Discovery (when MODEL_MANIFEST is not set): MODELS_DIR/*/*.manifest.json.
+    models_dir: Path = DEFAULT_MODELS_DIR
+    model_name: str | None = None
+    model_version: str | None = None
     num_motifs: int = 12
     host: str = "0.0.0.0"
     port: int = 9000
@@ -44,6 +52,11 @@ class Config:
     hailo_device: Path = Path("/dev/hailo0")
     hailo_timeout_ms: int = 1000
     strict_startup: bool = False
+    # The Unix-socket IPC server. None: off. Config() leaves it off (tests, embedding);
+    # from_env() defaults to DEFAULT_SOCKET_PATH and SOCKET_PATH="" turns it off.
+    socket_path: Path | None = None
+    ipc_max_frame_bytes: int = 1024 * 1024
+    ipc_max_connections: int = 64
     # Where each value came from, for the start-up log line.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -104,11 +117,16 @@ class Config:
                     "set one of them"
                 )
             model_path = hef_path
-        if mode != "stub" and manifest is None:
+        models_dir = get("MODELS_DIR", Path, DEFAULT_MODELS_DIR, "a directory path")
+        model_name = get("MODEL_NAME", str, None, "a model name")
+        model_version = get("MODEL_VERSION", str, None, "a model version")
+        if mode != "stub" and manifest is None and model_name is None:
             problems.append(
-                f"MODEL_MANIFEST is not set: INFER_MODE={mode} needs the model's manifest.json "
-                "(its sha256 is checked before the model is loaded)"
+                f"INFER_MODE={mode} needs a model: set MODEL_NAME (and MODEL_VERSION) to pick "
+                f"one from MODELS_DIR={str(models_dir)!r}, or MODEL_MANIFEST to name its "
+                "manifest (its sha256 is checked before the model is loaded)"
             )
+        socket_path = socket_path_from(env, problems, sources)
         config = cls(
             infer_mode=mode,
             model_manifest=manifest,
@@ -139,8 +157,43 @@ class Config:
             strict_startup=get(
                 "STRICT_STARTUP", boolean, False, "one of 1/true/yes/on, 0/false/no/off"
             ),
+            models_dir=models_dir,
+            model_name=model_name,
+            model_version=model_version,
+            socket_path=socket_path,
+            ipc_max_frame_bytes=get(
+                "IPC_MAX_FRAME_BYTES",
+                integer(4096, 1 << 30),
+                1024 * 1024,
+                "an integer from 4096 to 2**30",
+            ),
+            ipc_max_connections=get(
+                "IPC_MAX_CONNECTIONS", integer(1, 4096), 64, "an integer from 1 to 4096"
+            ),
             sources=sources,
         )
         if problems:
             raise ConfigError(problems)
         return config
+
+
+def socket_path_from(
+    env: Mapping[str, str], problems: list[str], sources: dict[str, str]
+) -> Path | None:
+    """SOCKET_PATH: unset -> the default; set but empty -> IPC off; else an absolute path."""
+    raw = env.get("SOCKET_PATH")
+    if raw is None:
+        return DEFAULT_SOCKET_PATH
+    sources["SOCKET_PATH"] = raw
+    value = raw.strip()
+    if not value:
+        return None
+    path = Path(value)
+    too_long = len(os.fsencode(value)) > MAX_SOCKET_PATH_BYTES
+    if not path.is_absolute() or too_long or path.name in ("", ".", ".."):
+        problems.append(
+            f"SOCKET_PATH={raw!r} is invalid: expected an absolute file path of at most "
+            f"{MAX_SOCKET_PATH_BYTES} bytes (the Unix socket limit), or empty to turn IPC off"
+        )
+        return None
+    return path

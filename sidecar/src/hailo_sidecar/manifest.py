@@ -24,6 +24,7 @@ from . import contract
 
 SCHEMA: Final = 1
 TARGETS: Final = {"onnx": "cpu", "hailo": "hailo8"}
+SUFFIXES: Final = {"cpu": ".onnx", "hailo8": ".hef"}
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 
 
@@ -57,6 +58,12 @@ class Manifest:
             raise ManifestError(
                 f"manifest {self.path} is for target {self.target!r}, "
                 f"but INFER_MODE={mode} needs target {want_target!r}"
+            )
+        suffix = SUFFIXES[want_target]
+        if not self.artifact.endswith(suffix):
+            raise ManifestError(
+                f"manifest {self.path} names artifact {self.artifact!r}, but target "
+                f"{want_target!r} (INFER_MODE={mode}) needs a {suffix} file"
             )
         want_in = {contract.INPUT_NAME: list(contract.INPUT_SHAPE)}
         if self.inputs != want_in:
@@ -156,11 +163,14 @@ def write_manifest(
     version: str = "0.1.0",
     target: str = "cpu",
     num_motifs: int = contract.DEFAULT_NUM_MOTIFS,
+    filename: str = "manifest.json",
 ) -> Path:
     """Write a manifest for an artifact already in `directory` (tests, the benchmark, local runs).
 
     The compiler writes the real ones; this writes the same fixed format with the
     fields the sidecar reads, so a local .onnx can be served without the compiler.
+    `filename`: the compiler names it `<model>-<version>.manifest.json` (what discovery
+    in MODELS_DIR looks for); the default `manifest.json` suits MODEL_MANIFEST.
     """
     data = {
         "schema": SCHEMA,
@@ -177,6 +187,6 @@ def write_manifest(
         "parity": {},
         "created_at": None,
     }
-    path = directory / "manifest.json"
+    path = directory / filename
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return path

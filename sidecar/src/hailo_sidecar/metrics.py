@@ -6,6 +6,8 @@
     sidecar_inference_windows_total{backend}                  counter
     sidecar_model_info{model,version,sha256,backend}          gauge (1 for the loaded model)
     sidecar_ready                                             gauge (1 ready, 0 not)
+    sidecar_ipc_requests_total{kind,result}                   counter (result: ok or error code)
+    sidecar_ipc_connections                                   gauge (open IPC connections)
 
 Label children are cached so the per-request cost is a dict lookup and an
 observe(); the middleware is plain ASGI (no BaseHTTPMiddleware).
@@ -69,8 +71,16 @@ class Metrics:
         self.ready = Gauge(
             "sidecar_ready", "1 when the model is loaded, verified and warmed up", registry=r
         )
+        self.ipc_requests = Counter(
+            "sidecar_ipc_requests", "IPC requests by kind (infer, infer_shm, info, invalid) "
+            "and result (ok or the error code)", ["kind", "result"], registry=r,
+        )  # fmt: skip
+        self.ipc_connections = Gauge(
+            "sidecar_ipc_connections", "Open connections on the IPC socket", registry=r
+        )
         self._req_children: dict[tuple[str, str, int], Any] = {}
         self._lat_children: dict[str, Any] = {}
+        self._ipc_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         key = (endpoint, method, status)
@@ -82,6 +92,15 @@ class Metrics:
         if hist is None:
             hist = self._lat_children[endpoint] = self.request_seconds.labels(endpoint)
         hist.observe(seconds)
+
+    def count_ipc(self, kind: str, result: str) -> None:
+        """One IPC request (no duration histogram: the backend time is in the inference
+        histogram, and the transport's few microseconds are the benchmark's business)."""
+        key = (kind, result)
+        child = self._ipc_children.get(key)
+        if child is None:
+            child = self._ipc_children[key] = self.ipc_requests.labels(kind, result)
+        child.inc()
 
     def inference_observer(self, backend: str) -> tuple[Any, Any]:
         """(histogram child, counter child) for one backend, to bind once at start-up."""

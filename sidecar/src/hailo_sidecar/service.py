@@ -1,10 +1,11 @@
 """The transport-independent core: start-up sequence, readiness, and timed inference.
 
-HTTP (app.py) uses it today; the Unix-socket IPC path is meant to call the same
+HTTP (app.py) and the Unix-socket IPC server (ipc/server.py) call the same
 `Service.infer` on the same loaded backend.
 
-Start-up (`start`): [onnx/hailo] read MODEL_MANIFEST, check its target and shapes
-against the contract, verify the artifact's sha256 (before anything loads it) ->
+Start-up (`start`): [onnx/hailo] find the manifest (MODEL_MANIFEST, or discovery of
+MODEL_NAME/MODEL_VERSION in MODELS_DIR), check its target and shapes against the
+contract, verify the artifact's sha256 (before anything loads it) ->
 construct and `load()` the backend -> `warm_up()`. Ready only if all of that
 succeeded. A failure leaves the service up but not ready, with the reason; it
 never raises, so /healthz and /metrics keep answering.
@@ -21,7 +22,8 @@ import numpy as np
 
 from .backends import Backend, BackendError, BackendInfo, create_backend
 from .config import Config
-from .manifest import ArtifactError, ManifestError, load_manifest, verify_artifact
+from .discovery import discover
+from .manifest import ArtifactError, Manifest, ManifestError, load_manifest, verify_artifact
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,7 @@ class Service:
         if cfg.infer_mode == "stub":
             backend = self._factory(cfg)
         else:
-            assert cfg.model_manifest is not None  # Config guarantees it
-            manifest = load_manifest(cfg.model_manifest)
+            manifest = self._find_manifest()
             manifest.check(cfg.infer_mode, cfg.num_motifs)
             # Say which model this is meant to be, even if it never gets ready.
             self._set_info(
@@ -86,6 +87,26 @@ class Service:
         self._timer, self._counter = self.metrics.inference_observer(backend.name)
         self.ready, self.reason = True, None
         self.metrics.ready.set(1)
+
+    def _find_manifest(self) -> Manifest:
+        cfg = self.config
+        if cfg.model_manifest is None:
+            assert cfg.model_name is not None  # Config guarantees one of the two
+            return discover(cfg.models_dir, cfg.model_name, cfg.model_version, cfg.infer_mode)
+        manifest = load_manifest(cfg.model_manifest)
+        for var, want, got in (
+            ("MODEL_NAME", cfg.model_name, manifest.model),
+            ("MODEL_VERSION", cfg.model_version, manifest.version),
+        ):
+            if want is not None and got != want:
+                raise ManifestError(
+                    f"manifest {manifest.path} (MODEL_MANIFEST) is for {got!r}, but {var}={want!r}"
+                )
+        return manifest
+
+    def fail(self, reason: str) -> None:
+        """Not ready from now on (e.g. the IPC socket cannot be created), with the reason."""
+        self._fail(reason)
 
     def _fail(self, reason: str) -> None:
         self.ready, self.reason = False, reason
