@@ -122,9 +122,29 @@ def test_manifest_list_has_arm64_and_matches_the_release_record(host, release, r
     assert platforms == record["platform_digests"]
     assert sorted(platforms) == sorted(record["platforms"])
     # The record's other fields.
+    assert record["role"] == ("runtime" if repo == "hailo-runtime" else "model")
     assert record["git_sha"] == release["git_sha"]
-    assert len(record["git_sha"]) == 7
+    assert len(record["git_sha"]) == 40
+    assert release["revision"] == release["git_sha"][:7] or release["revision"].startswith(
+        release["git_sha"][:7] + "-"
+    )
     assert record["built_at"].endswith("Z")
+
+
+def test_release_record_names_the_deployable_model_image(host, release):
+    # The deploy pulls release["deploy"]["reference"]: the model image, not the runtime.
+    deploy = release["deploy"]
+    model = release["images"]["tcn-encoder"]
+    assert deploy["name"] == "tcn-encoder"
+    assert model["role"] == "model"
+    for key in ("image", "tag", "digest", "reference", "platforms", "platform_digests"):
+        assert deploy[key] == model[key], key
+    assert deploy["reference"] == f"{deploy['image']}@{deploy['digest']}"
+    assert "linux/arm64" in deploy["platforms"]
+    # The registry serves exactly that digest under the tag the record names.
+    digest, _ = manifest(host, "tcn-encoder", deploy["tag"])
+    assert digest == deploy["digest"]
+    assert release["built_at"] == max(i["built_at"] for i in release["images"].values())
 
 
 @pytest.mark.parametrize("repo", ["hailo-runtime", "tcn-encoder"])
