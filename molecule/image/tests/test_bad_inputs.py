@@ -182,4 +182,6 @@ def test_a_run_with_nothing_new_changes_nothing_and_reports_the_deploy_image(tmp
 
 def test_refuses_a_deploy_model_that_is_not_built(tmp_path):
     rc, out = run_role(tmp_path, sidecar_image_deploy_model="hailo-runtime")
-    assert_refused(rc, out, "sidecar_image_deploy_model (the image the Pis run) must be one of them")
+    assert_refused(
+        rc, out, "sidecar_image_deploy_model (the image the Pis run) must be one of them"
+    )
