@@ -44,7 +44,9 @@ BASE_FLAGS = [
     "--user", "10001", "--read-only", "--tmpfs", "/tmp",
     "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 ]  # fmt: skip
-HARDENED = [*BASE_FLAGS, "--tmpfs", "/run/hailo-sidecar"]
+# The socket directory as IMAGE.md documents it: a tmpfs the sidecar user owns (the
+# sidecar is not ready while it cannot make its IPC socket there).
+HARDENED = [*BASE_FLAGS, "--tmpfs", "/run/hailo-sidecar:uid=10001,gid=10001,mode=0770"]
 
 # Paths no layer may hold: model artifacts, licences, private keys, credentials.
 FORBIDDEN = [
