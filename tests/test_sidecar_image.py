@@ -1,0 +1,429 @@
+"""The sidecar runtime image (hailo-runtime) and the tcn-encoder model image.
+
+Built here by sidecar/build-image.sh on the lab host's engine (make lab), offline from
+a wheelhouse: the amd64 images are run hardened (uid 10001, read-only root, no
+capabilities) and serve /healthz; the onnx backend serves the reference model mounted at
+/models in the documented layout; no layer holds an artifact, licence, key or
+credential. The arm64 images are built once and checked under emulation (QEMU): what is
+checked there is that they are arm64 and import, never how fast anything runs.
+
+Skipped only when no Docker engine answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
+BUILD = REPO / "sidecar" / "build-image.sh"
+VERSION = re.search(
+    r'^__version__ = "(.+)"$',
+    (REPO / "sidecar/src/hailo_sidecar/__init__.py").read_text(),
+    re.M,
+)[1]  # type: ignore[index]
+RUNTIME = f"hailo-runtime:{VERSION}"
+MODEL = "tcn-encoder:0.1.0"
+# Hardened, without the socket directory's mount (tests choose it).
+BASE_FLAGS = [
+    "--user", "10001", "--read-only", "--tmpfs", "/tmp",
+    "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+]  # fmt: skip
+HARDENED = [*BASE_FLAGS, "--tmpfs", "/run/hailo-sidecar"]
+
+# Paths no layer may hold: model artifacts, licences, private keys, credentials.
+FORBIDDEN = [
+    re.compile(r"\.(onnx|hef|har)$", re.I),
+    re.compile(r"\.lic$|licen[cs]e[^/]*\.(lic|key|dat)$", re.I),
+    re.compile(r"(^|/)hailort|(^|/)hailo_platform|(^|/)libhailort", re.I),
+    re.compile(r"(^|/)(id_rsa|id_ecdsa|id_ed25519)$|\.key$|\.p12$|\.pfx$", re.I),
+    re.compile(r"(^|/)\.netrc$|(^|/)pip\.conf$|(^|/)\.pypirc$", re.I),
+    re.compile(r"(^|/)\.docker/config\.json$|(^|/)containers/auth\.json$", re.I),
+    re.compile(r"(^|/)wheels/"),
+]
+PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+CREDENTIAL = re.compile(rb"(?m)^\s*(password|_authToken|auth)\s*[=:]|://[^/\s:@]+:[^/\s@]+@")
+
+
+def _engine_answers() -> bool:
+    if not Path(DOCKER).exists():
+        return False
+    try:
+        run = subprocess.run([DOCKER, "info"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return run.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _engine_answers(), reason=f"no Docker engine answers to {DOCKER} info (start one: make lab)"
+)
+
+
+def docker(
+    *args: str, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, check=check, timeout=timeout
+    )
+
+
+def build(platforms: str, **env: str) -> dict[str, Any]:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(BUILD)],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "DOCKER": DOCKER,
+            "PYTHON": sys.executable,
+            "PLATFORMS": platforms,
+            **env,
+        },
+        timeout=1800,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["seconds"] = time.monotonic() - start
+    result["stderr"] = proc.stderr
+    for image in result["images"]:
+        print(
+            f"{image['tags'][0]} ({image['platform']}): {image['size_bytes'] / 1e6:.0f} MB, "
+            f"{image['seconds']} s, changed={image['changed']}"
+        )
+    return result
+
+
+def image_of(result: dict[str, Any], name: str, platform: str) -> dict[str, Any]:
+    return next(i for i in result["images"] if i["image"] == name and i["platform"] == platform)
+
+
+def inspect(ref: str) -> dict[str, Any]:
+    info: dict[str, Any] = json.loads(docker("image", "inspect", ref).stdout)[0]
+    return info
+
+
+@pytest.fixture(scope="module")
+def amd64() -> dict[str, Any]:
+    return build("linux/amd64")
+
+
+@pytest.fixture
+def running(amd64: dict[str, Any]) -> Iterator[str]:
+    """The runtime image, hardened, stub backend, health checked every second."""
+    name = f"pytest-sidecar-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "-d", "--name", name, *HARDENED, "--health-interval", "1s",
+        "-p", "127.0.0.1::9000", RUNTIME,
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+
+
+def published(container: str) -> str:
+    return docker("port", container, "9000/tcp").stdout.splitlines()[0].strip()
+
+
+def get(url: str, deadline: float = 60) -> tuple[int, dict[str, Any]]:
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if time.monotonic() > end:
+                return exc.code, json.loads(exc.read() or b"{}")
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > end:
+                raise
+        time.sleep(0.5)
+
+
+def wait_healthy(container: str, deadline: float = 60) -> str:
+    end = time.monotonic() + deadline
+    status = ""
+    while time.monotonic() < end:
+        status = docker("inspect", "-f", "{{.State.Health.Status}}", container).stdout.strip()
+        if status in ("healthy", "unhealthy"):
+            break
+        time.sleep(0.5)
+    return status
+
+
+# --- the build --------------------------------------------------------------------------
+
+
+def test_build_tags_and_prints_digests(amd64: dict[str, Any]) -> None:
+    runtime = image_of(amd64, "hailo-runtime", "linux/amd64")
+    assert set(runtime["tags"]) == {
+        f"hailo-runtime:{VERSION}", "hailo-runtime:latest",
+        f"hailo-runtime:{VERSION}-amd64", "hailo-runtime:latest-amd64",
+    }  # fmt: skip
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", runtime["id"])
+    assert f"digest {runtime['id']}" in amd64["stderr"]
+    for tag in runtime["tags"]:
+        assert inspect(tag)["Id"] == runtime["id"]
+    model = image_of(amd64, "tcn-encoder", "linux/amd64")
+    assert set(model["tags"]) == {MODEL, f"{MODEL}-amd64"}
+
+
+def test_rebuild_without_change_is_a_no_op(amd64: dict[str, Any]) -> None:
+    again = build("linux/amd64")
+    assert "wheelhouse up to date" in again["stderr"]
+    for image in again["images"]:
+        assert image["changed"] is False, image
+        assert image["id"] == image_of(amd64, image["image"], image["platform"])["id"]
+
+
+def test_version_prints(amd64: dict[str, Any]) -> None:
+    out = docker(
+        "run", "--rm", RUNTIME, "python3", "-c",
+        "import hailo_sidecar; print(hailo_sidecar.__version__)",
+    )  # fmt: skip
+    assert out.stdout.strip() == VERSION
+
+
+def test_runtime_image_config(amd64: dict[str, Any]) -> None:
+    info = inspect(RUNTIME)
+    config = info["Config"]
+    assert info["Architecture"] == "amd64"
+    assert config["User"] == "10001:10001"
+    assert "9000/tcp" in config["ExposedPorts"]
+    assert config["Cmd"] == ["/opt/hailo-sidecar/bin/python3", "-m", "hailo_sidecar"]
+    health = " ".join(config["Healthcheck"]["Test"])
+    assert "urllib" in health
+    assert "/healthz" in health
+    assert "curl" not in health
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == VERSION
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", labels["org.opencontainers.image.revision"])
+    assert labels["org.opencontainers.image.source"]
+    assert labels["org.opencontainers.image.base.name"] == "hailo-lab/runtime-base:amd64"
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["PATH"].startswith("/opt/hailo-sidecar/bin:")
+    assert "MODEL_NAME" not in env  # the base carries no model
+
+
+def test_installed_closure_is_exactly_the_pins(amd64: dict[str, Any]) -> None:
+    pins = {
+        re.sub(r"[-_.]+", "-", m[1]).lower(): m[2]
+        for m in re.finditer(
+            r"^([A-Za-z0-9_.-]+)==(\S+)",
+            (REPO / "sidecar/requirements-image.txt").read_text(),
+            re.M,
+        )
+    }
+    listing = docker(
+        "run", "--rm", RUNTIME, "python3", "-c",
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
+    )  # fmt: skip
+    installed = {
+        re.sub(r"[-_.]+", "-", k).lower(): v for k, v in json.loads(listing.stdout).items()
+    }
+    assert installed.pop("hailo-sidecar") == VERSION
+    # pip and setuptools were removed after the build; nothing else came in.
+    assert installed == pins
+
+
+def test_runs_hardened_and_answers_healthz(running: str) -> None:
+    assert docker("exec", running, "id", "-u").stdout.strip() == "10001"
+    assert docker("exec", running, "id", "-g").stdout.strip() == "10001"
+    status, body = get(f"http://{published(running)}/healthz")
+    assert status == 200
+    assert body["ok"] is True
+    assert body["backend"] == "stub"
+    assert wait_healthy(running) == "healthy"  # the image's own HEALTHCHECK (urllib)
+    write = docker("exec", running, "touch", "/opt/hailo-sidecar/x", check=False)
+    assert write.returncode != 0
+    assert "Read-only file system" in write.stderr
+    caps = docker("exec", running, "grep", "^CapEff", "/proc/self/status").stdout
+    assert caps.split()[1] == "0000000000000000"
+
+
+def test_socket_directory_is_writable_by_the_sidecar_user(amd64: dict[str, Any]) -> None:
+    """As documented: a tmpfs (uid/gid 10001) or a new named volume at /run/hailo-sidecar."""
+    bind = (
+        "import socket; s = socket.socket(socket.AF_UNIX); "
+        "s.bind('/run/hailo-sidecar/probe.sock'); print('bound')"
+    )
+    tmpfs = docker(
+        "run", "--rm", *BASE_FLAGS, "--tmpfs", "/run/hailo-sidecar:uid=10001,gid=10001,mode=0770",
+        RUNTIME, "python3", "-c", bind,
+    )  # fmt: skip
+    assert tmpfs.stdout.strip() == "bound"
+    volume = f"pytest-sidecar-run-{uuid.uuid4().hex[:8]}"
+    try:
+        out = docker(
+            "run", "--rm", *BASE_FLAGS, "-v", f"{volume}:/run/hailo-sidecar", RUNTIME,
+            "sh", "-c", f"stat -c '%u:%g %a' /run/hailo-sidecar && python3 -c \"{bind}\"",
+        )  # fmt: skip
+        assert out.stdout.split() == ["10001:10001", "770", "bound"]
+    finally:
+        docker("volume", "rm", "-f", volume, check=False)
+
+
+def _layer_findings(ref: str, tmp_path: Path) -> tuple[list[str], set[str]]:
+    """(offending entries, every path) over all layers of the image, via docker save."""
+    saved = tmp_path / "image.tar"
+    docker("save", "-o", str(saved), ref)
+    offending: list[str] = []
+    paths: set[str] = set()
+    with tarfile.open(saved) as outer:
+        layers = [m for m in outer.getmembers() if m.name.endswith("layer.tar")]
+        assert layers, "docker save produced no layers"
+        for member in layers:
+            fh = outer.extractfile(member)
+            assert fh is not None
+            with tarfile.open(fileobj=fh) as layer:
+                for entry in layer:
+                    name = entry.name.removeprefix("./")
+                    paths.add(name)
+                    if any(p.search(name) for p in FORBIDDEN):
+                        offending.append(f"{member.name}: {name}")
+                    if entry.isfile() and entry.size < 2_000_000:
+                        data = layer.extractfile(entry)
+                        content = data.read() if data else b""
+                        if PRIVATE_KEY.search(content):
+                            offending.append(f"{member.name}: {name} holds a private key")
+                        if name.endswith((".netrc", "pip.conf", ".pypirc", "config.json")) and (
+                            CREDENTIAL.search(content)
+                        ):
+                            offending.append(f"{member.name}: {name} holds a credential")
+    return offending, paths
+
+
+@pytest.mark.parametrize("ref", [RUNTIME, MODEL])
+def test_no_layer_holds_an_artifact_licence_key_or_credential(
+    amd64: dict[str, Any], ref: str, tmp_path: Path
+) -> None:
+    offending, paths = _layer_findings(ref, tmp_path)
+    print(f"{ref}: {len(paths)} paths inspected")
+    # The listing saw our files: the inspection itself works.
+    assert "opt/hailo-sidecar/bin/python3" in paths
+    assert any(
+        p.startswith("opt/hailo-sidecar/lib/python3.11/site-packages/hailo_sidecar/") for p in paths
+    )
+    assert offending == []
+
+
+def test_model_image_adds_settings_not_the_model(amd64: dict[str, Any]) -> None:
+    info = inspect(MODEL)
+    env = dict(e.split("=", 1) for e in info["Config"]["Env"])
+    assert env["MODEL_NAME"] == "tcn_encoder"
+    assert env["NUM_MOTIFS"] == "12"
+    assert env["MODELS_DIR"] == "/models"
+    assert env["MODEL_MANIFEST"] == "/models/tcn_encoder-0.1.0/tcn_encoder-0.1.0.manifest.json"
+    assert info["Config"]["User"] == "10001:10001"
+    labels = info["Config"]["Labels"]
+    assert labels["org.hailo-pipeline.model.dir"] == "/models/tcn_encoder-0.1.0"
+    assert labels["org.opencontainers.image.base.name"] == f"hailo-runtime:{VERSION}-amd64"
+    # Its own layers (beyond the runtime's) add nothing but the README.
+    base_layers = inspect(RUNTIME)["RootFS"]["Layers"]
+    assert info["RootFS"]["Layers"][: len(base_layers)] == base_layers
+    listing = docker("run", "--rm", MODEL, "ls", "-A", "/models").stdout.split()
+    assert listing == []
+
+
+def test_model_image_serves_a_mounted_artifact(amd64: dict[str, Any], tmp_path: Path) -> None:
+    """The reference ONNX in the documented layout, mounted read-only, onnx backend."""
+    from hailo_sidecar.manifest import write_manifest
+
+    models = tmp_path / "models"
+    model_dir = models / "tcn_encoder-0.1.0"
+    model_dir.mkdir(parents=True)
+    artifact = model_dir / "tcn_encoder-0.1.0.onnx"
+    shutil.copy(REPO / "exports" / "tcn_encoder.onnx", artifact)
+    write_manifest(model_dir, artifact).rename(model_dir / "tcn_encoder-0.1.0.manifest.json")
+    for path in (models, model_dir, *model_dir.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    name = f"pytest-model-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "-d", "--name", name, *HARDENED, "-e", "INFER_MODE=onnx",
+        "-v", f"{models}:/models:ro", "-p", "127.0.0.1::9000", MODEL,
+    )  # fmt: skip
+    try:
+        address = published(name)
+        status, ready = get(f"http://{address}/readyz")
+        assert status == 200, (ready, docker("logs", name).stderr[-2000:])
+        window = {"x": [[0.01 * (i + c) for c in range(9)] for i in range(100)]}
+        request = urllib.request.Request(
+            f"http://{address}/infer",
+            data=json.dumps(window).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read())
+        assert len(body["latent"]) == 64
+        assert len(body["motif_scores"]) == 12
+        assert body["model"] == "tcn_encoder"
+        assert body["version"] == "0.1.0"
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+
+
+@pytest.mark.parametrize(
+    ("runtime_image", "message"),
+    [
+        ("hailo-runtime:latest", "never latest"),
+        ("hailo-runtime:latest-amd64", "never latest"),
+        ("hailo-runtime", "pin a runtime version"),
+    ],
+)
+def test_model_image_refuses_an_unpinned_runtime(
+    amd64: dict[str, Any], runtime_image: str, message: str
+) -> None:
+    context = REPO / "models" / "tcn-encoder"
+    proc = subprocess.run(
+        [DOCKER, "build", "--platform", "linux/amd64",
+         "--build-arg", f"RUNTIME_IMAGE={runtime_image}",
+         "-t", f"pytest-unpinned:{uuid.uuid4().hex[:8]}", str(context)],
+        capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+# --- arm64, under emulation --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def arm64() -> dict[str, Any]:
+    return build("linux/arm64")
+
+
+def test_arm64_images(arm64: dict[str, Any]) -> None:
+    runtime = image_of(arm64, "hailo-runtime", "linux/arm64")
+    assert set(runtime["tags"]) == {f"hailo-runtime:{VERSION}-arm64", "hailo-runtime:latest-arm64"}
+    for ref in (f"hailo-runtime:{VERSION}-arm64", f"{MODEL}-arm64"):
+        info = inspect(ref)
+        assert (info["Os"], info["Architecture"]) == ("linux", "arm64"), ref
+        assert info["Config"]["User"] == "10001:10001"
+        assert info["Config"]["Labels"]["org.opencontainers.image.version"]
+    out = docker(
+        "run", "--rm", "--platform", "linux/arm64", *HARDENED, f"hailo-runtime:{VERSION}-arm64",
+        "python3", "-c",
+        "import platform, hailo_sidecar, hailo_sidecar.app; "
+        "print(platform.machine(), hailo_sidecar.__version__)",
+    )  # fmt: skip
+    assert out.stdout.split() == ["aarch64", VERSION]
