@@ -11,7 +11,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo -E)
 PY_PACKAGES := sidecar/pyproject.toml compiler/pyproject.toml
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: pipeline test venv lab lab-up lab-down lint pytest molecule clean-venv
+.PHONY: pipeline test venv lab lab-up lab-down rollback lint pytest molecule clean-venv
 
 ## pipeline: bring the local lab up and run the main job (playbooks/site.yml) against it
 pipeline: lab venv lab-up
@@ -36,6 +36,11 @@ lab:
 ## lab-up: start the lab's hosts (containers) from inventories/local
 lab-up: venv
 	ansible-playbook lab/up.yml
+
+## rollback: put every lab Pi back on its previous release (playbooks/rollback.yml);
+##   ROLLBACK_TO=<tag or sha256 digest> picks a release instead of each host's previous one
+rollback: venv
+	ansible-playbook playbooks/rollback.yml $(if $(ROLLBACK_TO),-e sidecar_deploy_rollback_to=$(ROLLBACK_TO))
 
 ## lab-down: remove every container, volume and network the lab made, nothing else
 lab-down: venv
