@@ -289,7 +289,9 @@ def _layer_findings(ref: str, tmp_path: Path) -> tuple[list[str], set[str]]:
     offending: list[str] = []
     paths: set[str] = set()
     with tarfile.open(saved) as outer:
-        layers = [m for m in outer.getmembers() if m.name.endswith("layer.tar")]
+        manifest = outer.extractfile("manifest.json")
+        assert manifest is not None
+        layers: list[str] = json.load(manifest)[0]["Layers"]
         assert layers, "docker save produced no layers"
         for member in layers:
             fh = outer.extractfile(member)
@@ -299,16 +301,16 @@ def _layer_findings(ref: str, tmp_path: Path) -> tuple[list[str], set[str]]:
                     name = entry.name.removeprefix("./")
                     paths.add(name)
                     if any(p.search(name) for p in FORBIDDEN):
-                        offending.append(f"{member.name}: {name}")
+                        offending.append(f"{member}: {name}")
                     if entry.isfile() and entry.size < 2_000_000:
                         data = layer.extractfile(entry)
                         content = data.read() if data else b""
                         if PRIVATE_KEY.search(content):
-                            offending.append(f"{member.name}: {name} holds a private key")
+                            offending.append(f"{member}: {name} holds a private key")
                         if name.endswith((".netrc", "pip.conf", ".pypirc", "config.json")) and (
                             CREDENTIAL.search(content)
                         ):
-                            offending.append(f"{member.name}: {name} holds a credential")
+                            offending.append(f"{member}: {name} holds a credential")
     return offending, paths
 
 
