@@ -401,7 +401,7 @@ def cmd_place(p: dict[str, Any]) -> dict[str, Any]:
     staging = os.path.join(models, p["staging"])
     final = os.path.join(models, name)
     protect = set(p.get("protect", []))
-    if not os.path.dirname(staging) == models or not p["staging"].startswith(".staging-"):
+    if os.path.dirname(staging) != models or not p["staging"].startswith(".staging-"):
         return {"ok": False, "changed": False, "reason": f"bad staging path {staging}"}
     problem = check_release_dir(staging, release)
     extra = sorted(set(os.listdir(staging)) - {release["artifact"], release["manifest"]})
@@ -561,7 +561,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
-class GateFailure(Exception):
+class GateError(Exception):
     pass
 
 
@@ -571,7 +571,7 @@ def wait_healthy(api: DockerAPI, name: str, deadline: float, out: dict[str, Any]
     while True:
         c = api.container(name)
         if c is None:
-            raise GateFailure(f"container {name} does not exist")
+            raise GateError(f"container {name} does not exist")
         state = c.get("State") or {}
         restarts = int(c.get("RestartCount") or 0)
         baseline = restarts if baseline is None else baseline
@@ -583,19 +583,19 @@ def wait_healthy(api: DockerAPI, name: str, deadline: float, out: dict[str, Any]
             "exit_code": state.get("ExitCode"),
         }
         if state.get("Restarting") or state.get("Status") in ("exited", "dead"):
-            raise GateFailure(
+            raise GateError(
                 f"container {name} is not running (status {state.get('Status')}, "
                 f"exit code {state.get('ExitCode')}, restarted {restarts} times): "
                 "the server does not start"
             )
         if restarts > baseline:
-            raise GateFailure(
+            raise GateError(
                 f"container {name} restarted during the gate ({baseline} -> {restarts} "
                 "restarts): the server crashes"
             )
         if health == "unhealthy":
             last = (state.get("Health") or {}).get("Log") or [{}]
-            raise GateFailure(
+            raise GateError(
                 f"container {name} is unhealthy (last check: "
                 f"{str(last[-1].get('Output', '')).strip()[:300]!r})"
             )
@@ -604,7 +604,7 @@ def wait_healthy(api: DockerAPI, name: str, deadline: float, out: dict[str, Any]
             out["healthcheck"] = health is not None
             return
         if time.monotonic() > deadline:
-            raise GateFailure(
+            raise GateError(
                 f"container {name} did not become healthy within the gate timeout "
                 f"(health {health!r})"
             )
@@ -626,7 +626,7 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
         summary = container_summary(api, name) or {}
         digest = expect["digest"]
         if not any(d.split("@", 1)[-1] == digest for d in summary.get("repo_digests", [])):
-            raise GateFailure(
+            raise GateError(
                 f"container {name} runs image {summary.get('image_id')} "
                 f"(digests {summary.get('repo_digests')}), not {digest}"
             )
@@ -641,7 +641,7 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
             if status == 200:
                 break
             if time.monotonic() > deadline:
-                raise GateFailure(f"/readyz answered {status}: {body[:300]!r}")
+                raise GateError(f"/readyz answered {status}: {body[:300]!r}")
             time.sleep(1.0)
         out["checks"].append("readyz")
 
@@ -652,13 +652,13 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
             or health.get("ok") is not True
             or not isinstance(health.get("model"), str)
         ):
-            raise GateFailure(f"/healthz answered {status}: {body[:300]!r}")
+            raise GateError(f"/healthz answered {status}: {body[:300]!r}")
         out["healthz"] = health
         out["checks"].append("healthz")
 
         status, headers, body, _ = http_call(port, "POST", "/infer", {"x": window()})
         if status != 200:
-            raise GateFailure(f"/infer answered {status}: {body[:300]!r}")
+            raise GateError(f"/infer answered {status}: {body[:300]!r}")
         result = json.loads(body)
         for key, length, lo, hi in (
             ("latent", 64, None, None),
@@ -666,12 +666,12 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
         ):
             problem = finite_list(result.get(key), length, lo, hi)
             if problem:
-                raise GateFailure(f"/infer {key} {problem}")
+                raise GateError(f"/infer {key} {problem}")
         served = {k: result.get(k) for k in ("model", "version", "sha256")}
         served["backend"] = headers.get("x-backend")
         out["served"] = served
         if served["backend"] != expect["infer_mode"]:
-            raise GateFailure(
+            raise GateError(
                 f"/infer ran backend {served['backend']!r}, expected {expect['infer_mode']!r}"
             )
         if expect["infer_mode"] != "stub":
@@ -681,12 +681,12 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
                 ("sha256", expect["sha256"]),
             ):
                 if served[key] != want:
-                    raise GateFailure(f"/infer serves {key} {served[key]!r}, expected {want!r}")
+                    raise GateError(f"/infer serves {key} {served[key]!r}, expected {want!r}")
         out["checks"].append("infer contract")
 
         status, _, body, _ = http_call(port, "POST", "/infer", {"x": window()[:99]})
         if not 400 <= status < 500:
-            raise GateFailure(f"a 99-row window got {status}, expected a 4xx: {body[:200]!r}")
+            raise GateError(f"a 99-row window got {status}, expected a 4xx: {body[:200]!r}")
         out["checks"].append("bad input 4xx")
 
         payload = json.dumps({"x": window(11)}).encode()
@@ -696,7 +696,7 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
         for _ in range(int(p["probes"])):
             status, _, body, ms = http_call(port, "POST", "/infer", payload)
             if status != 200:
-                raise GateFailure(f"/infer answered {status} during the latency probe")
+                raise GateError(f"/infer answered {status} during the latency probe")
             times.append(ms)
         times.sort()
         out["latency_ms"] = {
@@ -707,13 +707,13 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
             "budget_p95": float(p["p95_budget_ms"]),
         }
         if out["latency_ms"]["p95"] > float(p["p95_budget_ms"]):
-            raise GateFailure(
+            raise GateError(
                 f"/infer p95 {out['latency_ms']['p95']} ms is over the budget of "
                 f"{p['p95_budget_ms']} ms"
             )
         out["checks"].append("latency")
         out["ok"] = True
-    except GateFailure as exc:
+    except GateError as exc:
         out["reason"] = str(exc)
     except (OSError, ValueError, KeyError) as exc:
         out["reason"] = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,199 @@
+"""Helpers for the fleet scenario's tests: the lab's hosts, playbook runs, what a Pi serves.
+
+The tests run in file order (test_1_... to test_5_...): each fault case starts from the
+state the one before left, as an operator would see it. Releases after the first are
+made from the converge's compile output without compiling again (see make_release).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import testinfra
+import yaml
+
+REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+ARTIFACTS = EPHEMERAL / "artifacts"
+# The inventory directory: Molecule's hosts plus the links to inventories/local/group_vars.
+INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+TIMINGS = EPHEMERAL / "timings.json"
+
+CANARY = "mol-fleet-canary"
+FLEET = ["mol-fleet-pi-1", "mol-fleet-pi-2"]
+ELIGIBLE = [CANARY, *FLEET]
+NODEV = "mol-fleet-nodev"
+PIS = [*ELIGIBLE, NODEV]
+
+CONFIG = yaml.safe_load((REPO / "hailo_models" / "tcn_encoder.yaml").read_text())
+MODEL, FIRST_VERSION = CONFIG["model"], CONFIG["version"]
+MODELS = "/opt/hailo-sidecar/models"
+RECORD = "/etc/ansible/facts.d/hailo_sidecar.fact"
+CONTAINER = "hailo-inference"
+ENGINE_DOCKER = "docker --host unix:///run/docker-engine/docker.sock"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def release_json() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ARTIFACTS / "release.json").read_text())
+    return data
+
+
+def image(name: str) -> dict[str, Any]:
+    entry: dict[str, Any] = release_json()["images"][name]
+    return entry
+
+
+def pi(name: str) -> Any:
+    return testinfra.get_host(f"docker://{name}")
+
+
+def engine(name: str) -> Any:
+    return testinfra.get_host(f"docker://{name}-engine")
+
+
+def make_release(version: str, corrupt: bool = False) -> Path:
+    """A compile output for `version`: the converge's ONNX under a new version.
+
+    The manifest is the compiler's, with model version and artifact name changed (the
+    bytes, so the sha256, stay). corrupt=True flips bytes in the copied artifact but keeps
+    the manifest and hef_sha256sum.txt as they were: a copy damaged after the compile.
+    """
+    first = json.loads((ARTIFACTS / f"{MODEL}-{FIRST_VERSION}.manifest.json").read_text())
+    out = EPHEMERAL / f"release-{version}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    artifact = f"{MODEL}-{version}.onnx"
+    data = bytearray((ARTIFACTS / first["artifact"]).read_bytes())
+    if corrupt:
+        data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
+    (out / artifact).write_bytes(bytes(data))
+    manifest = {**first, "version": version, "artifact": artifact}
+    (out / f"{MODEL}-{version}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "hef_sha256sum.txt").write_text(f"{first['sha256']}  {artifact}\n")
+    return out
+
+
+def run_playbook(
+    playbook: str, extra: dict[str, Any] | None = None, label: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook with the converge's settings (where the artifacts are), timed."""
+    base = {
+        "sidecar_deploy_artifacts_dir": str(ARTIFACTS),
+        "sidecar_deploy_release_file": str(ARTIFACTS / "release.json"),
+        "sidecar_deploy_model_config": str(REPO / "hailo_models" / "tcn_encoder.yaml"),
+    }
+    start = time.monotonic()
+    proc = subprocess.run(
+        [
+            "ansible-playbook",
+            "--inventory",
+            INVENTORY,
+            "--extra-vars",
+            json.dumps({**base, **(extra or {})}),
+            str(REPO / "playbooks" / playbook),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        timeout=1800,
+        check=False,
+    )
+    seconds = round(time.monotonic() - start, 1)
+    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+    timings[label or playbook] = {"seconds": seconds, "rc": proc.returncode}
+    TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
+    (EPHEMERAL / f"run-{label or playbook}.log").write_text(proc.stdout + proc.stderr)
+    print(f"{label or playbook}: {seconds} s, rc {proc.returncode}")
+    return proc
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP counters per host."""
+    out: dict[str, dict[str, int]] = {}
+    for line in stdout.split("PLAY RECAP", 1)[-1].splitlines():
+        name, sep, rest = line.partition(" : ")
+        if not sep:
+            continue
+        out[name.strip()] = {k: int(v) for k, v in (f.split("=") for f in rest.split())}
+    return out
+
+
+def record(name: str) -> dict[str, Any] | None:
+    host = pi(name)
+    f = host.file(RECORD)
+    if not f.exists:
+        return None
+    data: dict[str, Any] = json.loads(f.content_string)
+    return data
+
+
+def inspect(name: str) -> dict[str, Any] | None:
+    result = engine(name).run(f"{ENGINE_DOCKER} inspect {CONTAINER}")
+    if result.rc != 0:
+        return None
+    data: dict[str, Any] = json.loads(result.stdout)[0]
+    return data
+
+
+def repo_digests(name: str, image_id: str) -> list[str]:
+    out = engine(name).check_output(
+        f"{ENGINE_DOCKER} image inspect --format '{{{{json .RepoDigests}}}}' {image_id}"
+    )
+    digests: list[str] = json.loads(out)
+    return digests
+
+
+def models_listing(name: str) -> list[str]:
+    result = pi(name).run(f"ls -A {MODELS}")
+    return sorted(result.stdout.split()) if result.rc == 0 else []
+
+
+def current_link(name: str) -> str | None:
+    result = pi(name).run(f"readlink {MODELS}/current")
+    return result.stdout.strip() if result.rc == 0 else None
+
+
+# Run on the Pi (python3, stdlib): one contract call, as the consumer makes it.
+SMOKE = r"""
+import json, math, urllib.request
+x = [[math.sin(0.01 * (i + 1) * (c + 1)) for c in range(9)] for i in range(100)]
+req = urllib.request.Request("http://127.0.0.1:9000/infer", data=json.dumps({"x": x}).encode(),
+                             headers={"Content-Type": "application/json"})
+r = urllib.request.urlopen(req, timeout=30)
+body = json.loads(r.read())
+h = urllib.request.urlopen("http://127.0.0.1:9000/healthz", timeout=10)
+print(json.dumps({"status": r.status, "body": body, "backend": r.headers.get("x-backend"),
+                  "healthz": [h.status, json.loads(h.read())]}))
+"""
+
+
+def served(name: str) -> dict[str, Any]:
+    out = pi(name).check_output(f"python3 -c {shlex.quote(SMOKE)}")
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def snapshot(name: str) -> dict[str, Any]:
+    """What a fault case must leave alone on a host."""
+    c = inspect(name)
+    return {
+        "record": record(name),
+        "container": None
+        if c is None
+        else {"id": c["Id"], "started": c["State"]["StartedAt"], "image": c["Image"]},
+        "models": models_listing(name),
+        "current": current_link(name),
+    }
