@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shlex
 import shutil
@@ -184,6 +185,41 @@ def served(name: str) -> dict[str, Any]:
     out = pi(name).check_output(f"python3 -c {shlex.quote(SMOKE)}")
     data: dict[str, Any] = json.loads(out)
     return data
+
+
+def contract_ok(out: dict[str, Any], num_motifs: int = 12) -> bool:
+    body = out["body"]
+    values = [*body["latent"], *body["motif_scores"]]
+    return (
+        out["status"] == 200
+        and len(body["latent"]) == 64
+        and len(body["motif_scores"]) == num_motifs
+        and all(isinstance(v, float) and math.isfinite(v) for v in values)
+        and all(0.0 <= v <= 1.0 for v in body["motif_scores"])
+        and out["healthz"][0] == 200
+        and out["healthz"][1]["ok"] is True
+    )
+
+
+def running(name: str) -> dict[str, Any]:
+    """The release the container runs: its labels and environment, and its image's digests.
+
+    The lab's sidecar runs the stub backend (onnxruntime crashes under QEMU here), which
+    serves the contract without the model: which release runs is read from the container.
+    """
+    c = inspect(name)
+    assert c is not None, f"no {CONTAINER} container on {name}"
+    labels = c["Config"]["Labels"]
+    env = dict(e.split("=", 1) for e in c["Config"]["Env"])
+    return {
+        "version": labels["org.hailo-pipeline.release.version"],
+        "sha256": labels["org.hailo-pipeline.release.artifact-sha256"],
+        "digest": labels["org.hailo-pipeline.release.digest"],
+        "env_version": env["MODEL_VERSION"],
+        "image_digests": [d.split("@")[1] for d in repo_digests(name, c["Image"])],
+        "health": c["State"]["Health"]["Status"],
+        "env": env,
+    }
 
 
 def snapshot(name: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ the compiled artifact, in the hardened container, with a release record; the Pi 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from fleet import (
@@ -21,13 +20,14 @@ from fleet import (
     MODELS,
     NODEV,
     RECORD,
+    contract_ok,
     current_link,
     engine,
     image,
     inspect,
     pi,
     record,
-    repo_digests,
+    running,
     served,
 )
 
@@ -48,20 +48,17 @@ def test_serves_the_contract_from_the_recorded_digest(name):
     assert rec["previous"] is None
 
     out = served(name)
-    assert out["status"] == 200
-    assert out["backend"] == "onnx"
-    body = out["body"]
-    assert len(body["latent"]) == 64
-    assert len(body["motif_scores"]) == 12
-    assert all(math.isfinite(v) for v in body["latent"] + body["motif_scores"])
-    assert all(0.0 <= v <= 1.0 for v in body["motif_scores"])
-    assert (body["version"], body["sha256"]) == (FIRST_VERSION, MANIFEST["sha256"])
-    assert out["healthz"][0] == 200
-    assert out["healthz"][1]["ok"] is True
+    assert contract_ok(out), out
+    assert out["backend"] == "stub"  # the lab's backend (see inventories/local/group_vars/pi.yml)
 
-    c = inspect(name)
-    assert c is not None
-    assert current["digest"] in [d.split("@")[1] for d in repo_digests(name, c["Image"])]
+    run = running(name)
+    assert current["digest"] in run["image_digests"]
+    assert (run["digest"], run["version"], run["env_version"], run["sha256"]) == (
+        current["digest"],
+        FIRST_VERSION,
+        FIRST_VERSION,
+        MANIFEST["sha256"],
+    )
 
 
 @pytest.mark.parametrize("name", ELIGIBLE)
@@ -92,7 +89,7 @@ def test_container_is_hardened(name):
     env = dict(e.split("=", 1) for e in cfg["Env"])
     assert env["MODEL_NAME"] == MODEL
     assert env["MODEL_VERSION"] == FIRST_VERSION
-    assert env["INFER_MODE"] == "onnx"
+    assert env["INFER_MODE"] == "stub"
     assert env["SOCKET_PATH"] == "/run/hailo-sidecar/sidecar.sock"
     # The IPC socket is there, made by the sidecar's user.
     sock = pi(name).file("/run/hailo-sidecar/sidecar.sock")

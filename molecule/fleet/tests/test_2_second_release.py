@@ -11,6 +11,7 @@ from fleet import (
     FIRST_VERSION,
     MODEL,
     NODEV,
+    contract_ok,
     current_link,
     image,
     make_release,
@@ -18,6 +19,7 @@ from fleet import (
     recap,
     record,
     run_playbook,
+    running,
     served,
     snapshot,
 )
@@ -67,9 +69,10 @@ def test_record_has_current_and_previous(second_release, name):
 
 @pytest.mark.parametrize("name", ELIGIBLE)
 def test_serves_the_second_release(second_release, name):
-    out = served(name)
-    assert out["status"] == 200
-    assert out["body"]["version"] == VERSION
+    assert contract_ok(served(name))
+    run = running(name)
+    assert run["version"] == run["env_version"] == VERSION
+    assert image("hailo-runtime")["digest"] in run["image_digests"]
 
 
 def test_host_without_device_skipped_again(second_release):

@@ -10,11 +10,13 @@ from fleet import (
     FIRST_VERSION,
     MODEL,
     NODEV,
+    contract_ok,
     current_link,
     image,
     recap,
     record,
     run_playbook,
+    running,
     served,
     snapshot,
 )
@@ -43,9 +45,10 @@ def test_every_host_serves_the_previous_release(rollback, name):
     assert rec["previous"]["version"] == ROLLED_BACK_FROM
     assert rec["rolled_back_from"]["version"] == ROLLED_BACK_FROM
     assert current_link(name) == f"{MODEL}-{FIRST_VERSION}"
-    out = served(name)
-    assert out["status"] == 200
-    assert out["body"]["version"] == FIRST_VERSION
+    assert contract_ok(served(name))
+    run = running(name)
+    assert run["version"] == run["env_version"] == FIRST_VERSION
+    assert rec["current"]["digest"] in run["image_digests"]
 
 
 def test_second_rollback_changes_nothing(rollback):
