@@ -33,7 +33,11 @@ def second_release():
     out = make_release(VERSION)
     proc = run_playbook(
         "deploy.yml",
-        {"sidecar_deploy_artifacts_dir": str(out), "sidecar_deploy_image_name": "hailo-runtime"},
+        {
+            "sidecar_deploy_artifacts_dir": str(out),
+            "sidecar_deploy_model_version": VERSION,
+            "sidecar_deploy_image_name": "hailo-runtime",
+        },
         label="deploy-second-release",
     )
     return proc, before

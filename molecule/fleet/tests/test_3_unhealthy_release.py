@@ -36,6 +36,7 @@ def unhealthy_release():
         "deploy.yml",
         {
             "sidecar_deploy_artifacts_dir": str(out),
+            "sidecar_deploy_model_version": VERSION,
             "sidecar_deploy_image_name": "hailo-runtime",
             "sidecar_deploy_env": {"NUM_MOTIFS": "0"},
             "sidecar_deploy_gate_timeout": 120,

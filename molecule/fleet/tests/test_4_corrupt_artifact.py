@@ -27,7 +27,11 @@ def corrupt_release():
     out = make_release(VERSION, corrupt=True)
     proc = run_playbook(
         "deploy.yml",
-        {"sidecar_deploy_artifacts_dir": str(out), "sidecar_deploy_image_name": "hailo-runtime"},
+        {
+            "sidecar_deploy_artifacts_dir": str(out),
+            "sidecar_deploy_model_version": VERSION,
+            "sidecar_deploy_image_name": "hailo-runtime",
+        },
         label="deploy-corrupt-artifact",
     )
     return proc, before
