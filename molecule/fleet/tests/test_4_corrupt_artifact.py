@@ -42,7 +42,7 @@ def test_refused_before_any_switch(corrupt_release):
     assert proc.returncode != 0
     assert recap(proc.stdout)[CANARY]["failed"] == 1
     out = proc.stdout
-    assert "was refused before any switch" in out, out[-4000:]
+    assert "refused before any switch: sha256 mismatch" in out, out[-4000:]
     assert "sha256 mismatch" in out
     assert "Nothing was switched" in out
     assert "PLAY [Deploy to the fleet" not in out
