@@ -49,6 +49,9 @@ import urllib.parse
 from typing import Any
 
 RELEASE_FILES = ("artifact", "manifest")
+# Labels the role puts on the container (tasks/container.yml).
+VERSION_LABEL = "org.hailo-pipeline.release.version"
+SHA256_LABEL = "org.hailo-pipeline.release.artifact-sha256"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -334,6 +337,7 @@ def container_summary(api: DockerAPI, name: str) -> dict[str, Any] | None:
         "image_id": image_id,
         "repo_digests": digests,
         "started_at": state.get("StartedAt"),
+        "labels": c.get("Config", {}).get("Labels") or {},
     }
 
 
@@ -631,6 +635,16 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
                 f"(digests {summary.get('repo_digests')}), not {digest}"
             )
         out["checks"].append("image digest")
+
+        # The release the role started it for (labels), whatever the backend reports.
+        labels = summary.get("labels", {})
+        for key, label in (("version", VERSION_LABEL), ("sha256", SHA256_LABEL)):
+            if key in expect and labels.get(label) != expect[key]:
+                raise GateError(
+                    f"container {name} was started for {label}={labels.get(label)!r}, "
+                    f"expected {expect[key]!r}"
+                )
+        out["checks"].append("release labels")
 
         # Readiness can trail the healthcheck by a moment when the image has none.
         while True:
