@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -108,7 +109,12 @@ def run_playbook(
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        },
         timeout=1800,
         check=False,
     )
@@ -122,13 +128,14 @@ def run_playbook(
 
 
 def recap(stdout: str) -> dict[str, dict[str, int]]:
-    """PLAY RECAP counters per host."""
+    """PLAY RECAP counters per host (colour codes, if any, removed)."""
     out: dict[str, dict[str, int]] = {}
-    for line in stdout.split("PLAY RECAP", 1)[-1].splitlines():
+    text = re.sub(r"\x1b\[[0-9;]*m", "", stdout.split("PLAY RECAP", 1)[-1])
+    for line in text.splitlines():
         name, sep, rest = line.partition(" : ")
-        if not sep:
-            continue
-        out[name.strip()] = {k: int(v) for k, v in (f.split("=") for f in rest.split())}
+        counts = re.findall(r"(\w+)=(\d+)", rest)
+        if sep and counts:
+            out[name.strip()] = {k: int(v) for k, v in counts}
     return out
 
 
