@@ -93,7 +93,8 @@ start_dockerd() {
 	else
 		# No systemd as PID 1 (a CI container, say): run dockerd in the background.
 		info "starting dockerd in the background (log: $LAB_LOG_DIR/dockerd.log)"
-		nohup dockerd >>"$LAB_LOG_DIR/dockerd.log" 2>&1 &
+		# setsid: its own session, so stopping the job that started it does not stop it.
+		setsid nohup dockerd >>"$LAB_LOG_DIR/dockerd.log" 2>&1 &
 		echo $! >"$LAB_LOG_DIR/dockerd.pid"
 	fi
 	local i
