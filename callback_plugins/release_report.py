@@ -276,7 +276,7 @@ def render_plot(data: dict[str, Any]) -> bytes | None:
             label=f"p95 budget {budget} ms",
         )
     ax.set_xticks(list(xs), names, rotation=20, ha="right")
-    ax.set_ylabel("gate /infer latency (ms)")
+    ax.set_ylabel("gate latency of /infer (ms)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = io.BytesIO()

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import image_layers
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,19 +47,6 @@ BASE_FLAGS = [
 # The socket directory as IMAGE.md documents it: a tmpfs the sidecar user owns (the
 # sidecar is not ready while it cannot make its IPC socket there).
 HARDENED = [*BASE_FLAGS, "--tmpfs", "/run/hailo-sidecar:uid=10001,gid=10001,mode=0770"]
-
-# Paths no layer may hold: model artifacts, licences, private keys, credentials.
-FORBIDDEN = [
-    re.compile(r"\.(onnx|hef|har)$", re.I),
-    re.compile(r"\.lic$|licen[cs]e[^/]*\.(lic|key|dat)$", re.I),
-    re.compile(r"(^|/)hailort|(^|/)hailo_platform|(^|/)libhailort", re.I),
-    re.compile(r"(^|/)(id_rsa|id_ecdsa|id_ed25519)$|\.key$|\.p12$|\.pfx$", re.I),
-    re.compile(r"(^|/)\.netrc$|(^|/)pip\.conf$|(^|/)\.pypirc$", re.I),
-    re.compile(r"(^|/)\.docker/config\.json$|(^|/)containers/auth\.json$", re.I),
-    re.compile(r"(^|/)wheels/"),
-]
-PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-CREDENTIAL = re.compile(rb"(?m)^\s*(password|_authToken|auth)\s*[=:]|://[^/\s:@]+:[^/\s@]+@")
 
 
 def _engine_answers() -> bool:
@@ -284,43 +271,13 @@ def test_socket_directory_is_writable_by_the_sidecar_user(amd64: dict[str, Any])
         docker("volume", "rm", "-f", volume, check=False)
 
 
-def _layer_findings(ref: str, tmp_path: Path) -> tuple[list[str], set[str]]:
-    """(offending entries, every path) over all layers of the image, via docker save."""
-    saved = tmp_path / "image.tar"
-    docker("save", "-o", str(saved), ref)
-    offending: list[str] = []
-    paths: set[str] = set()
-    with tarfile.open(saved) as outer:
-        manifest = outer.extractfile("manifest.json")
-        assert manifest is not None
-        layers: list[str] = json.load(manifest)[0]["Layers"]
-        assert layers, "docker save produced no layers"
-        for member in layers:
-            fh = outer.extractfile(member)
-            assert fh is not None
-            with tarfile.open(fileobj=fh) as layer:
-                for entry in layer:
-                    name = entry.name.removeprefix("./")
-                    paths.add(name)
-                    if any(p.search(name) for p in FORBIDDEN):
-                        offending.append(f"{member}: {name}")
-                    if entry.isfile() and entry.size < 2_000_000:
-                        data = layer.extractfile(entry)
-                        content = data.read() if data else b""
-                        if PRIVATE_KEY.search(content):
-                            offending.append(f"{member}: {name} holds a private key")
-                        if name.endswith((".netrc", "pip.conf", ".pypirc", "config.json")) and (
-                            CREDENTIAL.search(content)
-                        ):
-                            offending.append(f"{member}: {name} holds a credential")
-    return offending, paths
-
-
 @pytest.mark.parametrize("ref", [RUNTIME, MODEL])
 def test_no_layer_holds_an_artifact_licence_key_or_credential(
     amd64: dict[str, Any], ref: str, tmp_path: Path
 ) -> None:
-    offending, paths = _layer_findings(ref, tmp_path)
+    saved = tmp_path / "image.tar"
+    docker("save", "-o", str(saved), ref)
+    offending, paths = image_layers.scan(str(saved))
     print(f"{ref}: {len(paths)} paths inspected")
     # The listing saw our files: the inspection itself works.
     assert "opt/hailo-sidecar/bin/python3" in paths

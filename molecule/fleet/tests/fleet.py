@@ -1,7 +1,8 @@
 """Helpers for the fleet scenario's tests: the lab's hosts, playbook runs, what a Pi serves.
 
-The tests run in file order (test_1_... to test_5_...): each fault case starts from the
-state the one before left, as an operator would see it. Releases after the first are
+The tests run in file order (test_0_... to test_9_...): first what the converge left (the
+report, the deploy, the compile, the images), then the fault cases, each starting from
+the state the one before left, as an operator would see it. Releases after the first are
 made from the converge's compile output without compiling again (see make_release).
 """
 
@@ -29,6 +30,10 @@ ARTIFACTS = EPHEMERAL / "artifacts"
 INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
 TIMINGS = EPHEMERAL / "timings.json"
 
+GPUSRV = "mol-fleet-gpusrv"
+REGISTRY = f"{GPUSRV}:5000"
+# Where the lab keeps the registry's password (inventories/local/group_vars/all.yml).
+LAB_SECRETS = Path(os.environ.get("LAB_CACHE") or "/var/cache/hailo-pipeline") / "secrets"
 CANARY = "mol-fleet-canary"
 FLEET = ["mol-fleet-pi-1", "mol-fleet-pi-2"]
 ELIGIBLE = [CANARY, *FLEET]
@@ -55,6 +60,14 @@ def release_json() -> dict[str, Any]:
 def image(name: str) -> dict[str, Any]:
     entry: dict[str, Any] = release_json()["images"][name]
     return entry
+
+
+def registry_password() -> str:
+    return (LAB_SECRETS / "registry-pusher.password").read_text().strip()
+
+
+def gpusrv_host() -> Any:
+    return testinfra.get_host(f"docker://{GPUSRV}")
 
 
 def pi(name: str) -> Any:

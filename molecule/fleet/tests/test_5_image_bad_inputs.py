@@ -1,7 +1,7 @@
 """sidecar_image refuses bad inputs with a message a person can act on, changing nothing.
 
 Each case runs the role for real (ansible-playbook from the controller, through the
-Docker connection) against the converged GPUSrv stand-in, with the scenario's settings
+Docker connection) against the converged GPUSrv stand-in, with the lab's settings
 and one thing wrong: a non-semver version, a wrong registry password, a registry that
 is down, an unknown base image, a Buildx builder without linux/arm64, a release build
 from a working tree with uncommitted changes, a platform list without linux/arm64, a
@@ -18,11 +18,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fleet import ARTIFACTS, GPUSRV, REGISTRY, REPO, registry_password
 
-HOST = "mol-image-gpusrv"
-REGISTRY = f"{HOST}:5000"
-SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 PLAYBOOK = """
 - hosts: all
   roles:
@@ -41,9 +38,7 @@ def run_role(
         "sidecar_image_registry": REGISTRY,
         "sidecar_image_namespace": "hailo-pipeline",
         "sidecar_image_registry_username": "pusher",
-        "sidecar_image_registry_password": (SECRETS / "registry-pusher.password")
-        .read_text()
-        .strip(),
+        "sidecar_image_registry_password": registry_password(),
         **overrides,
     }
     (tmp_path / "play.yml").write_text(PLAYBOOK)
@@ -60,7 +55,7 @@ def run_role(
     }
     proc = subprocess.run(
         [
-            "ansible-playbook", "-i", f"{HOST},", "-c", "community.docker.docker",
+            "ansible-playbook", "-i", f"{GPUSRV},", "-c", "community.docker.docker",
             "-e", f"@{extra}", str(tmp_path / "play.yml"),
         ],
         capture_output=True, text=True, env=env, check=False, timeout=900,
@@ -93,10 +88,10 @@ def test_refuses_a_wrong_registry_password(tmp_path):
 
 
 def test_refuses_a_registry_that_is_down(tmp_path):
-    # Nothing listens on port 5999 of the registry host.
-    rc, out = run_role(tmp_path, sidecar_image_registry=f"{HOST}:5999")
+    # Nothing listens on port 5999 of the registry gpusrv.
+    rc, out = run_role(tmp_path, sidecar_image_registry=f"{GPUSRV}:5999")
     assert_refused(
-        rc, out, f"The registry https://{HOST}:5999/v2/ does not answer", "Is it running"
+        rc, out, f"The registry https://{GPUSRV}:5999/v2/ does not answer", "Is it running"
     )
 
 
@@ -110,15 +105,15 @@ def test_refuses_an_unknown_base_image(tmp_path):
     )
 
 
-def test_refuses_a_buildx_builder_without_arm64(host, tmp_path):
+def test_refuses_a_buildx_builder_without_arm64(gpusrv, tmp_path):
     # A real Buildx builder that lists linux/amd64 only (never started: nothing pulled).
-    host.check_output(
+    gpusrv.check_output(
         "docker buildx create --name verify-noarm --driver docker-container --platform linux/amd64"
     )
     try:
         rc, out = run_role(tmp_path, sidecar_image_buildx_builder="verify-noarm")
     finally:
-        host.run("docker buildx rm verify-noarm")
+        gpusrv.run("docker buildx rm verify-noarm")
     assert_refused(
         rc, out, "Buildx builder 'verify-noarm'", "lacks linux/arm64", "Run the docker_host role"
     )
@@ -156,9 +151,9 @@ def test_refuses_missing_credentials(tmp_path, missing):
 
 
 def test_a_run_with_nothing_new_changes_nothing_and_reports_the_deploy_image(tmp_path):
-    # The scenario's own release record: a run with no source change must leave it, the
+    # The converge's release record: a run with no source change must leave it, the
     # engine and the registry as they are, and hand the report the deployable image.
-    release_file = SECRETS / "release.json"
+    release_file = ARTIFACTS / "release.json"
     before = release_file.read_text()
     reports = tmp_path / "reports"
     rc, out = run_role(

@@ -1,23 +1,18 @@
 """A failed compile: playbooks/compile.yml with a corrupt ONNX must fail with the compiler's
 message and leave the previous artifacts byte-identical, on GPUSrv and on the controller.
 
-Runs after test_compile_artifacts.py (file order) because it leaves the corrupt ONNX in
-GPUSrv's inputs directory (the next converge copies the good one back).
+Runs after test_2_compile.py (file order) because it leaves the corrupt ONNX in GPUSrv's
+inputs directory (the next compile run copies the good one back; the later tests deploy
+from the converge's artifacts without compiling).
 """
 
 import hashlib
-import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from fleet import ARTIFACTS, REPO, run_playbook
 
-REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-ARTIFACTS = EPHEMERAL / "artifacts"
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 GPUSRV_OUTPUT = "/var/lib/hef-compile/artifacts/cpu"
 
 
@@ -28,8 +23,10 @@ def snapshot_controller() -> dict[str, tuple[str, int]]:
     }
 
 
-def snapshot_gpusrv(host) -> str:
-    return host.check_output(f"cd {GPUSRV_OUTPUT} && ls -la --time-style=full-iso . && sha256sum *")
+def snapshot_gpusrv(gpusrv) -> str:
+    return gpusrv.check_output(
+        f"cd {GPUSRV_OUTPUT} && ls -la --time-style=full-iso . && sha256sum *"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +41,17 @@ def corrupt_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def failed_run(host, corrupt_repo):
-    before = snapshot_controller(), snapshot_gpusrv(host)
+def failed_run(gpusrv, corrupt_repo):
+    before = snapshot_controller(), snapshot_gpusrv(gpusrv)
     extra = {
-        # The same settings as converge.yml, but the inputs come from the corrupt repo.
+        # The converge's settings, but the inputs come from the corrupt repo.
         "hef_compile_target": "cpu",
         "hef_compile_repo_root": str(corrupt_repo),
         "hef_compile_source_dir": str(REPO / "compiler"),
         "hef_compile_artifacts_dir": str(ARTIFACTS),
-        "hef_compile_base_image": "hailo-lab/runtime-base:amd64",
     }
-    proc = subprocess.run(
-        [
-            "ansible-playbook",
-            "--inventory",
-            INVENTORY,
-            "--extra-vars",
-            json.dumps(extra),
-            str(REPO / "playbooks" / "compile.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        timeout=600,
-        check=False,
-    )
-    after = snapshot_controller(), snapshot_gpusrv(host)
+    proc = run_playbook("compile.yml", extra, label="compile-corrupt-onnx")
+    after = snapshot_controller(), snapshot_gpusrv(gpusrv)
     return proc, before, after
 
 
@@ -97,15 +78,15 @@ def test_controller_artifacts_untouched(failed_run):
     assert after[0] == before[0]
 
 
-def test_gpusrv_artifacts_untouched(failed_run, host):
+def test_gpusrv_artifacts_untouched(failed_run, gpusrv):
     _, before, after = failed_run
     assert after[1] == before[1]
-    check = host.run(f"cd {GPUSRV_OUTPUT} && sha256sum -c hef_sha256sum.txt")
+    check = gpusrv.run(f"cd {GPUSRV_OUTPUT} && sha256sum -c hef_sha256sum.txt")
     assert check.rc == 0, check.stdout
 
 
-def test_no_job_container_left_after_failure(failed_run, host):
-    left = host.check_output(
+def test_no_job_container_left_after_failure(failed_run, gpusrv):
+    left = gpusrv.check_output(
         "docker ps --all --quiet --filter label=org.hailo-pipeline.job=hef-compile"
     )
     assert left == ""

@@ -1,8 +1,7 @@
-"""After provision_gpusrv.yml and compile.yml (docker_host, then hef_compile, target cpu)
-on the GPUSrv stand-in.
+"""What the converge's compile stage (playbooks/compile.yml: hef_compile, target cpu) left
+on the GPUSrv stand-in and on the controller (the fetched artifacts, in the scenario's
+ephemeral directory, read through testinfra's local backend).
 
-`host` is the GPUSrv stand-in; the controller's files (the fetched artifacts, in the
-scenario's ephemeral directory) are read through testinfra's local backend.
 Molecule's idempotence step, before this, checked that a second converge changes
 nothing (no recompile, no image build, nothing fetched).
 """
@@ -14,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+import testinfra
 import yaml
 
 REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -34,8 +34,8 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def local(host):
-    return host.get_host("local://")
+def local():
+    return testinfra.get_host("local://")
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +56,14 @@ def test_checksum_file_verifies_on_controller(local):
     assert f"{ARTIFACT}: OK" in check.stdout
 
 
-def test_checksum_file_verifies_on_gpusrv(host):
-    check = host.run(f"cd {GPUSRV_OUTPUT} && sha256sum -c {CHECKSUMS}")
+def test_checksum_file_verifies_on_gpusrv(gpusrv):
+    check = gpusrv.run(f"cd {GPUSRV_OUTPUT} && sha256sum -c {CHECKSUMS}")
     assert check.rc == 0, check.stdout + check.stderr
 
 
-def test_controller_and_gpusrv_hold_the_same_files(host):
+def test_controller_and_gpusrv_hold_the_same_files(gpusrv):
     for name in (ARTIFACT, MANIFEST):
-        assert host.file(f"{GPUSRV_OUTPUT}/{name}").sha256sum == sha256(ARTIFACTS / name)
+        assert gpusrv.file(f"{GPUSRV_OUTPUT}/{name}").sha256sum == sha256(ARTIFACTS / name)
 
 
 def test_manifest_identity(manifest):
@@ -97,14 +97,14 @@ def test_int8_parity_within_thresholds(manifest, output):
     assert limits["min_cosine_similarity"][output] <= parity["cosine_similarity"][output] <= 1.0
 
 
-def test_job_output_belongs_to_the_job_user(host):
-    out = host.file(GPUSRV_OUTPUT)
+def test_job_output_belongs_to_the_job_user(gpusrv):
+    out = gpusrv.file(GPUSRV_OUTPUT)
     assert out.uid == JOB_UID
-    assert host.file(f"{GPUSRV_OUTPUT}/{ARTIFACT}").uid == JOB_UID
+    assert gpusrv.file(f"{GPUSRV_OUTPUT}/{ARTIFACT}").uid == JOB_UID
 
 
-def test_compiler_image_built_on_gpusrv(host):
-    tags = host.check_output(
+def test_compiler_image_built_on_gpusrv(gpusrv):
+    tags = gpusrv.check_output(
         "docker image ls --format '{{.Repository}}:{{.Tag}}' hailo-pipeline/compiler"
     ).split()
     assert len(tags) == 1
@@ -112,17 +112,17 @@ def test_compiler_image_built_on_gpusrv(host):
         rf"hailo-pipeline/compiler:{re.escape(COMPILER_VERSION)}-[0-9a-f]{{12}}", tags[0]
     )
     config = json.loads(
-        host.check_output(f"docker image inspect --format '{{{{json .Config}}}}' {tags[0]}")
+        gpusrv.check_output(f"docker image inspect --format '{{{{json .Config}}}}' {tags[0]}")
     )
     assert config["User"] == f"{JOB_UID}:{JOB_UID}"
     assert config["Entrypoint"] == ["hef-compile"]
     assert config["Labels"]["org.hailo-pipeline.compiler-version"] == COMPILER_VERSION
 
 
-def test_no_dfc_or_licence_in_the_image(host):
+def test_no_dfc_or_licence_in_the_image(gpusrv):
     # The layer-by-layer check is compiler/tests/test_compiler_image.py; this looks at
     # the image the role built, as the job sees it.
-    tag = host.check_output(
+    tag = gpusrv.check_output(
         "docker image ls --format '{{.Repository}}:{{.Tag}}' hailo-pipeline/compiler"
     )
     forbidden = " -o ".join(
@@ -139,17 +139,17 @@ def test_no_dfc_or_licence_in_the_image(host):
             "*.har",
         )
     )
-    found = host.run(
+    found = gpusrv.run(
         f"docker run --rm --network none --entrypoint find {tag} / -xdev "
         f"\\( {forbidden} \\) -not -path '/proc/*'"
     )
     assert found.stdout.strip() == "", found.stdout
-    empty = host.run(f"docker run --rm --network none --entrypoint ls {tag} -A /opt/hailo-dfc")
+    empty = gpusrv.run(f"docker run --rm --network none --entrypoint ls {tag} -A /opt/hailo-dfc")
     assert empty.stdout.strip() == ""
 
 
-def test_no_job_container_left(host):
-    left = host.check_output(
+def test_no_job_container_left(gpusrv):
+    left = gpusrv.check_output(
         "docker ps --all --quiet --filter label=org.hailo-pipeline.job=hef-compile"
     )
     assert left == ""

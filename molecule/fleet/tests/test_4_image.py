@@ -1,4 +1,5 @@
-"""What playbooks/build_image.yml left on the GPUSrv stand-in and in its registry.
+"""What the converge's image stage (playbooks/build_image.yml: sidecar_image) left on the
+GPUSrv stand-in and in its registry.
 
 The registry (on the same host) is asked over HTTPS with curl, trusting only its CA,
 with the Accept headers a Docker client sends; the release record is the one converge
@@ -9,17 +10,15 @@ QEMU emulation here: only that it runs is checked, never how fast.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-from pathlib import Path
 
 import pytest
+from fleet import REGISTRY, REPO, registry_password, release_json
 
-REGISTRY = "mol-image-gpusrv:5000"
 NAMESPACE = "hailo-pipeline"
 CA = "/etc/docker/registry/pki/ca.crt"
-SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+# Run on GPUSrv, where the images are (python3, standard library only).
+LAYER_SCAN = REPO / "tests" / "image_layers.py"
 INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
@@ -32,20 +31,16 @@ ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 VERSION = "0.1.0"
 
 
-def password(user: str) -> str:
-    return (SECRETS / f"registry-{user}.password").read_text().strip()
-
-
 @pytest.fixture(scope="module")
 def release() -> dict:
-    return json.loads((SECRETS / "release.json").read_text())
+    return release_json()
 
 
-def curl(host, path: str, *args: str, user: str | None = "reader") -> tuple[int, dict, str]:
+def curl(gpusrv, path: str, *args: str, login: bool = True) -> tuple[int, dict, str]:
     """(status, headers, body) of GET https://REGISTRY<path>, trusting only the registry's CA."""
-    auth = f"-u {shlex.quote(user + ':' + password(user))}" if user else ""
+    auth = f"-u {shlex.quote('pusher:' + registry_password())}" if login else ""
     extra = " ".join(shlex.quote(a) for a in args)
-    out = host.check_output(
+    out = gpusrv.check_output(
         f"curl -sS -D - -o /tmp/verify-body --cacert {CA} {auth} {extra} https://{REGISTRY}{path}"
         "; echo '----'; cat /tmp/verify-body"
     )
@@ -56,16 +51,16 @@ def curl(host, path: str, *args: str, user: str | None = "reader") -> tuple[int,
     return status, headers, body
 
 
-def manifest(host, repo: str, ref: str) -> tuple[str, dict]:
+def manifest(gpusrv, repo: str, ref: str) -> tuple[str, dict]:
     status, headers, body = curl(
-        host, f"/v2/{NAMESPACE}/{repo}/manifests/{ref}", "-H", f"Accept: {ACCEPT}"
+        gpusrv, f"/v2/{NAMESPACE}/{repo}/manifests/{ref}", "-H", f"Accept: {ACCEPT}"
     )
     assert status == 200, body
     return headers["docker-content-digest"], json.loads(body)
 
 
-def blob(host, repo: str, digest: str) -> dict:
-    status, _, body = curl(host, f"/v2/{NAMESPACE}/{repo}/blobs/{digest}", "-L")
+def blob(gpusrv, repo: str, digest: str) -> dict:
+    status, _, body = curl(gpusrv, f"/v2/{NAMESPACE}/{repo}/blobs/{digest}", "-L")
     assert status == 200
     return json.loads(body)
 
@@ -73,19 +68,18 @@ def blob(host, repo: str, digest: str) -> dict:
 # --- the registry ---------------------------------------------------------------------
 
 
-def test_registry_answers_over_tls_with_credentials(host):
-    assert curl(host, "/v2/", user="pusher")[0] == 200
-    assert curl(host, "/v2/", user="reader")[0] == 200
+def test_registry_answers_over_tls_with_credentials(gpusrv):
+    assert curl(gpusrv, "/v2/")[0] == 200
 
 
-def test_registry_refuses_without_credentials(host):
-    assert curl(host, "/v2/", user=None)[0] == 401
-    status, _, _ = curl(host, f"/v2/{NAMESPACE}/hailo-runtime/tags/list", user=None)
+def test_registry_refuses_without_credentials(gpusrv):
+    assert curl(gpusrv, "/v2/", login=False)[0] == 401
+    status, _, _ = curl(gpusrv, f"/v2/{NAMESPACE}/hailo-runtime/tags/list", login=False)
     assert status == 401
 
 
-def test_registry_refuses_without_its_ca(host):
-    assert host.run(f"curl -sS -o /dev/null https://{REGISTRY}/v2/").rc == 60
+def test_registry_refuses_without_its_ca(gpusrv):
+    assert gpusrv.run(f"curl -sS -o /dev/null https://{REGISTRY}/v2/").rc == 60
 
 
 # --- what was pushed ------------------------------------------------------------------
@@ -98,20 +92,20 @@ def test_registry_refuses_without_its_ca(host):
         ("tcn-encoder", {VERSION, f"{VERSION}-arm64", f"{VERSION}-amd64"}),
     ],
 )
-def test_tags(host, release, repo, tags):
-    status, _, body = curl(host, f"/v2/{NAMESPACE}/{repo}/tags/list")
+def test_tags(gpusrv, release, repo, tags):
+    status, _, body = curl(gpusrv, f"/v2/{NAMESPACE}/{repo}/tags/list")
     assert status == 200
     # The git revision tag too; latest only on the runtime.
     assert set(json.loads(body)["tags"]) == tags | {release["revision"]}
 
 
 @pytest.mark.parametrize("repo", ["hailo-runtime", "tcn-encoder"])
-def test_manifest_list_has_arm64_and_matches_the_release_record(host, release, repo):
+def test_manifest_list_has_arm64_and_matches_the_release_record(gpusrv, release, repo):
     record = release["images"][repo]
     assert record["image"] == f"{REGISTRY}/{NAMESPACE}/{repo}"
     assert record["reference"] == f"{record['image']}@{record['digest']}"
     for tag in record["tags"]:
-        digest, index = manifest(host, repo, tag)
+        digest, index = manifest(gpusrv, repo, tag)
         assert index["mediaType"] in INDEX_TYPES
         assert digest == record["digest"], tag
     platforms = {
@@ -131,7 +125,7 @@ def test_manifest_list_has_arm64_and_matches_the_release_record(host, release, r
     assert record["built_at"].endswith("Z")
 
 
-def test_release_record_names_the_deployable_model_image(host, release):
+def test_release_record_names_the_deployable_model_image(gpusrv, release):
     # The deploy pulls release["deploy"]["reference"]: the model image, not the runtime.
     deploy = release["deploy"]
     model = release["images"]["tcn-encoder"]
@@ -142,17 +136,17 @@ def test_release_record_names_the_deployable_model_image(host, release):
     assert deploy["reference"] == f"{deploy['image']}@{deploy['digest']}"
     assert "linux/arm64" in deploy["platforms"]
     # The registry serves exactly that digest under the tag the record names.
-    digest, _ = manifest(host, "tcn-encoder", deploy["tag"])
+    digest, _ = manifest(gpusrv, "tcn-encoder", deploy["tag"])
     assert digest == deploy["digest"]
     assert release["built_at"] == max(i["built_at"] for i in release["images"].values())
 
 
 @pytest.mark.parametrize("repo", ["hailo-runtime", "tcn-encoder"])
-def test_arm64_image_config(host, release, repo):
+def test_arm64_image_config(gpusrv, release, repo):
     record = release["images"][repo]
-    _, image_manifest = manifest(host, repo, record["platform_digests"]["linux/arm64"])
+    _, image_manifest = manifest(gpusrv, repo, record["platform_digests"]["linux/arm64"])
     assert image_manifest["mediaType"] in MANIFEST_TYPES
-    config = blob(host, repo, image_manifest["config"]["digest"])
+    config = blob(gpusrv, repo, image_manifest["config"]["digest"])
     assert config["architecture"] == "arm64"
     assert config["os"] == "linux"
     assert config["config"]["User"] == "10001:10001"
@@ -163,13 +157,15 @@ def test_arm64_image_config(host, release, repo):
     assert "9000/tcp" in config["config"]["ExposedPorts"]
 
 
-def test_model_image_is_built_on_the_recorded_runtime(host, release):
+def test_model_image_is_built_on_the_recorded_runtime(gpusrv, release):
     model = release["images"]["tcn-encoder"]
     runtime = release["images"]["hailo-runtime"]
     assert model["runtime"] == runtime["reference"]
     for platform, digest in model["platform_digests"].items():
-        _, model_manifest = manifest(host, "tcn-encoder", digest)
-        _, runtime_manifest = manifest(host, "hailo-runtime", runtime["platform_digests"][platform])
+        _, model_manifest = manifest(gpusrv, "tcn-encoder", digest)
+        _, runtime_manifest = manifest(
+            gpusrv, "hailo-runtime", runtime["platform_digests"][platform]
+        )
         runtime_layers = [layer["digest"] for layer in runtime_manifest["layers"]]
         model_layers = [layer["digest"] for layer in model_manifest["layers"]]
         assert model_layers[: len(runtime_layers)] == runtime_layers, platform
@@ -179,11 +175,11 @@ def test_model_image_is_built_on_the_recorded_runtime(host, release):
 
 
 @pytest.fixture(scope="module")
-def pulled(host, release):
-    """Pull both platforms by digest as the read-only user, from the registry."""
-    host.check_output(
-        f"printf %s {shlex.quote(password('reader'))} | "
-        f"docker --config /tmp/reader-docker login -u reader --password-stdin {REGISTRY}"
+def pulled(gpusrv, release):
+    """Pull both platforms by digest from the registry, with a login of its own."""
+    gpusrv.check_output(
+        f"printf %s {shlex.quote(registry_password())} | "
+        f"docker --config /tmp/verify-docker login -u pusher --password-stdin {REGISTRY}"
     )
     refs = {}
     try:
@@ -191,24 +187,24 @@ def pulled(host, release):
             record = release["images"][repo]
             for platform, digest in record["platform_digests"].items():
                 ref = f"{record['image']}@{digest}"
-                pull = host.run(
-                    f"docker --config /tmp/reader-docker pull --platform {platform} {ref}"
+                pull = gpusrv.run(
+                    f"docker --config /tmp/verify-docker pull --platform {platform} {ref}"
                 )
                 assert pull.rc == 0, pull.stderr
                 refs[(repo, platform)] = ref
             # By the manifest list's digest too: Docker picks the platform.
-            reader = "docker --config /tmp/reader-docker"
-            pull = host.run(f"{reader} pull --platform linux/arm64 {record['reference']}")
+            client = "docker --config /tmp/verify-docker"
+            pull = gpusrv.run(f"{client} pull --platform linux/arm64 {record['reference']}")
             assert pull.rc == 0, pull.stderr
             assert f"Digest: {record['digest']}" in pull.stdout
     finally:
-        host.run("rm -rf /tmp/reader-docker")
+        gpusrv.run("rm -rf /tmp/verify-docker")
     return refs
 
 
-def test_pulled_arm64_runtime_runs_under_emulation(host, pulled):
+def test_pulled_arm64_runtime_runs_under_emulation(gpusrv, pulled):
     ref = pulled[("hailo-runtime", "linux/arm64")]
-    out = host.check_output(
+    out = gpusrv.check_output(
         f"docker run --rm --platform linux/arm64 --network none --user 10001 --read-only "
         f"--cap-drop ALL --security-opt no-new-privileges {ref} "
         "python3 -c 'import platform, hailo_sidecar as s; print(platform.machine(), s.__version__)'"
@@ -216,11 +212,11 @@ def test_pulled_arm64_runtime_runs_under_emulation(host, pulled):
     assert out.split() == ["aarch64", VERSION]
 
 
-def test_pulled_amd64_model_image_serves_healthz_hardened(host, pulled):
+def test_pulled_amd64_model_image_serves_healthz_hardened(gpusrv, pulled):
     ref = pulled[("tcn-encoder", "linux/amd64")]
     name = "verify-sidecar"
-    host.run(f"docker rm -f {name}")
-    host.check_output(
+    gpusrv.run(f"docker rm -f {name}")
+    gpusrv.check_output(
         f"docker run -d --name {name} --network none --user 10001 --read-only --tmpfs /tmp "
         "--tmpfs /run/hailo-sidecar:uid=10001,gid=10001,mode=0770 --cap-drop ALL "
         f"--security-opt no-new-privileges --health-interval 1s -e INFER_MODE=stub {ref}"
@@ -228,79 +224,48 @@ def test_pulled_amd64_model_image_serves_healthz_hardened(host, pulled):
     try:
         status = ""
         for _ in range(60):
-            status = host.check_output(f"docker inspect -f '{{{{.State.Health.Status}}}}' {name}")
+            status = gpusrv.check_output(f"docker inspect -f '{{{{.State.Health.Status}}}}' {name}")
             if status in ("healthy", "unhealthy"):
                 break
-            host.run("sleep 1")
-        assert status == "healthy", host.run(f"docker logs {name}").stderr
-        assert host.check_output(f"docker exec {name} id -u") == "10001"
+            gpusrv.run("sleep 1")
+        assert status == "healthy", gpusrv.run(f"docker logs {name}").stderr
+        assert gpusrv.check_output(f"docker exec {name} id -u") == "10001"
     finally:
-        host.run(f"docker rm -f {name}")
-
-
-LAYER_SCAN = r"""
-import json, re, sys, tarfile
-forbidden = [
-    re.compile(r"\.(onnx|hef|har)$", re.I),
-    re.compile(r"\.lic$|licen[cs]e[^/]*\.(lic|key|dat)$", re.I),
-    re.compile(r"(^|/)hailort|(^|/)hailo_platform|(^|/)libhailort", re.I),
-    re.compile(r"(^|/)(id_rsa|id_ecdsa|id_ed25519)$|\.key$|\.p12$|\.pfx$", re.I),
-    re.compile(r"(^|/)\.netrc$|(^|/)pip\.conf$|(^|/)\.pypirc$", re.I),
-    re.compile(r"(^|/)\.docker/config\.json$|(^|/)containers/auth\.json$", re.I),
-    re.compile(r"(^|/)wheels/"),
-]
-key = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-secret = sys.argv[2].encode()
-bad, seen = [], 0
-with tarfile.open(sys.argv[1]) as outer:
-    layers = json.load(outer.extractfile("manifest.json"))[0]["Layers"]
-    for path in layers:
-        with tarfile.open(fileobj=outer.extractfile(path)) as layer:
-            for entry in layer:
-                seen += 1
-                name = entry.name.removeprefix("./")
-                if any(p.search(name) for p in forbidden):
-                    bad.append(name)
-                if entry.isfile() and entry.size < 2_000_000:
-                    data = layer.extractfile(entry).read()
-                    if key.search(data) or secret in data:
-                        bad.append(name + " (key or registry password)")
-print(json.dumps({"seen": seen, "bad": bad}))
-"""
+        gpusrv.run(f"docker rm -f {name}")
 
 
 @pytest.mark.parametrize("repo", ["hailo-runtime", "tcn-encoder"])
-def test_no_artifact_licence_key_or_credential_in_any_layer(host, pulled, repo):
+def test_no_artifact_licence_key_or_credential_in_any_layer(gpusrv, pulled, repo):
     ref = pulled[(repo, "linux/arm64")]
-    host.check_output(f"docker save -o /tmp/verify-image.tar {ref}")
+    gpusrv.check_output(f"docker save -o /tmp/verify-image.tar {ref}")
     try:
-        script = host.check_output("mktemp")
-        host.check_output(f"printf %s {shlex.quote(LAYER_SCAN)} > {script}")
+        script = gpusrv.check_output("mktemp")
+        gpusrv.check_output(f"printf %s {shlex.quote(LAYER_SCAN.read_text())} > {script}")
         result = json.loads(
-            host.check_output(
-                f"python3 {script} /tmp/verify-image.tar {shlex.quote(password('pusher'))}"
+            gpusrv.check_output(
+                f"python3 -I {script} /tmp/verify-image.tar {shlex.quote(registry_password())}"
             )
         )
     finally:
-        host.run("rm -f /tmp/verify-image.tar")
-    assert result["seen"] > 1000
-    assert result["bad"] == []
+        gpusrv.run("rm -f /tmp/verify-image.tar")
+    assert result["paths"] > 1000
+    assert result["offending"] == []
 
 
-def test_registry_login_is_not_in_the_build_context(host):
+def test_registry_login_is_not_in_the_build_context(gpusrv):
     # The build context on GPUSrv holds the sources and wheels, never Docker's login.
-    found = host.run(
+    found = gpusrv.run(
         "grep -rl --exclude-dir=wheels -e auths -e "
-        f"{shlex.quote(password('pusher'))} /var/lib/sidecar-image/context"
+        f"{shlex.quote(registry_password())} /var/lib/sidecar-image/context"
     )
     assert found.stdout.strip() == ""
 
 
-def test_wheelhouse_is_keyed_and_complete(host):
-    wheelhouses = host.check_output("ls -d /var/lib/sidecar-image/wheels/sidecar-*").split()
+def test_wheelhouse_is_keyed_and_complete(gpusrv):
+    wheelhouses = gpusrv.check_output("ls -d /var/lib/sidecar-image/wheels/sidecar-*").split()
     assert len(wheelhouses) == 1
-    assert host.file(f"{wheelhouses[0]}/.complete").exists
-    wheels = host.check_output(f"ls {wheelhouses[0]}").split()
+    assert gpusrv.file(f"{wheelhouses[0]}/.complete").exists
+    wheels = gpusrv.check_output(f"ls {wheelhouses[0]}").split()
     assert any("aarch64" in w for w in wheels)
     assert any("x86_64" in w for w in wheels)
     assert not [w for w in wheels if w.lower().startswith("hailo")]
