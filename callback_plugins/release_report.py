@@ -94,7 +94,8 @@ def host_rows(data: dict[str, Any]) -> list[list[str]]:
 
 
 HOST_HEADER = ["host", "result", "why", "image digest", "artifact sha256", "p50 ms", "p95 ms"]
-STAGE_HEADER = ["stage", "time", "changed", "failed"]
+# changed and failed count hosts (a host with any changed task), not tasks.
+STAGE_HEADER = ["stage", "time", "hosts changed", "hosts failed"]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
