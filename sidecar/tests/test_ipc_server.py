@@ -79,10 +79,36 @@ def test_an_existing_directory_is_not_chmodded(path: Path) -> None:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
 
 
-def test_a_world_writable_directory_is_refused(path: Path) -> None:
+def test_ipc_failure_does_not_fail_http(path: Path) -> None:
+    """Issue 16, point 7: an IPC socket that cannot be made is reported, HTTP serves on."""
     path.parent.mkdir()
     os.chmod(path.parent, 0o777)
     with serve(Config(), path) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 200
+        assert r.json()["ipc"] == (
+            f"failed: the IPC directory {path.parent} is world-writable (mode 0777): "
+            "anyone could replace the socket; make it 0750 (or 0770) and owned by the "
+            "sidecar's uid/gid"
+        )
+        assert client.get("/healthz").status_code == 200
+        assert client.post("/infer", json={"x": W.tolist()}).status_code == 200
+        metrics = client.get("/metrics").text
+        assert "sidecar_ipc_up 0.0" in metrics
+        assert "sidecar_ready 1.0" in metrics
+    with serve(Config(), path.parent.parent / "ok" / "s.sock") as client:
+        assert client.get("/readyz").json()["ipc"] == "listening"
+        assert "sidecar_ipc_up 1.0" in client.get("/metrics").text
+
+
+# With IPC_REQUIRED=1 a socket that cannot be made is a readiness reason.
+REQUIRED = Config(ipc_required=True)
+
+
+def test_a_world_writable_directory_is_refused(path: Path) -> None:
+    path.parent.mkdir()
+    os.chmod(path.parent, 0o777)
+    with serve(REQUIRED, path) as client:
         r = client.get("/readyz")
         assert r.status_code == 503
         assert r.json()["reason"] == (
@@ -100,7 +126,7 @@ def test_a_sticky_world_writable_directory_is_served_with_a_warning(
 ) -> None:
     path.parent.mkdir()
     os.chmod(path.parent, 0o1777)
-    with caplog.at_level(logging.WARNING), serve(Config(), path) as client:
+    with caplog.at_level(logging.WARNING), serve(REQUIRED, path) as client:
         assert client.get("/readyz").status_code == 200
         with RawConn(path) as conn:
             good(conn)
@@ -113,7 +139,7 @@ def test_a_directory_the_uid_cannot_write_is_a_readiness_reason(
     path.parent.mkdir(mode=0o750)
     # Tests run as root, which may write anywhere: stand in for uid 10001 on a root-owned dir.
     monkeypatch.setattr("hailo_sidecar.ipc.listen.os.access", lambda *a, **k: False)
-    with serve(Config(), path) as client:
+    with serve(REQUIRED, path) as client:
         reason = client.get("/readyz").json()["reason"]
         assert reason.startswith(f"IPC socket: the IPC directory {path.parent} (mode 0750, ")
         assert "is not writable by uid" in reason
@@ -124,7 +150,7 @@ def test_a_stale_socket_is_replaced(path: Path) -> None:
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(path))
     dead.close()  # the file stays, nobody listens: what a killed process leaves
-    with serve(Config(), path) as client, RawConn(path) as conn:
+    with serve(REQUIRED, path) as client, RawConn(path) as conn:
         assert client.get("/readyz").status_code == 200
         good(conn)
 
@@ -135,7 +161,7 @@ def test_a_live_socket_is_not_taken_over(path: Path) -> None:
     live.bind(str(path))
     live.listen(1)
     try:
-        with serve(Config(), path) as client:
+        with serve(REQUIRED, path) as client:
             reason = client.get("/readyz").json()["reason"]
             assert reason == f"IPC socket: another process is already serving on {path}"
         assert path.exists()  # still the other process's
@@ -146,7 +172,7 @@ def test_a_live_socket_is_not_taken_over(path: Path) -> None:
 def test_a_file_that_is_not_a_socket_is_not_replaced(path: Path) -> None:
     path.parent.mkdir(mode=0o750)
     path.write_text("precious")
-    with serve(Config(), path) as client:
+    with serve(REQUIRED, path) as client:
         reason = client.get("/readyz").json()["reason"]
         assert reason == f"IPC socket: {path} exists and is not a socket: refusing to replace it"
     assert path.read_text() == "precious"
@@ -157,7 +183,7 @@ def test_strict_startup_exits_when_the_socket_cannot_be_made(path: Path) -> None
     os.chmod(path.parent, 0o777)
     with (
         pytest.raises(RuntimeError, match="world-writable"),
-        serve(Config(strict_startup=True), path),
+        serve(Config(strict_startup=True, ipc_required=True), path),
     ):
         pass
 
@@ -442,7 +468,7 @@ def test_an_offloaded_backend_keeps_order_and_survives_disconnects(path: Path) -
         assert [r.request_id for r in replies] == [1, 2, 3]
         assert replies[0].n == 2
         assert replies[2].error[0] == ErrorCode.BAD_SHAPE
-        assert any(t.startswith("ipc-infer") for t in backend.threads)
+        assert any(t.startswith("backend") for t in backend.threads)  # Service's thread
         # Gone while its (slow) reply is computed: nothing breaks, nothing leaks.
         quitter = RawConn(path)
         quitter.send(frame(rid=9, n=2))

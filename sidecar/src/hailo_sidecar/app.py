@@ -4,8 +4,10 @@
                        -> {"latent", "motif_scores", "model", "version", "sha256"}
     POST /infer/batch  {"windows": [x, ...]}
                        -> {"results": [{"latent", "motif_scores"}, ...], "model", ...}
-    GET  /healthz      liveness: 200 {"ok": true, "model", ...} while the process serves
-    GET  /readyz       readiness: 200 when ready, 503 {"ready": false, "reason": ...} otherwise
+    GET  /healthz      200 {"ok": true, "model", ...}; 503 {"ok": false, "reason"} while the
+                       backend is failing or stalled (health.py); EdgeInfer and Docker read it
+    GET  /readyz       readiness: 200 when ready and healthy, 503 {"ready": false, "reason"}
+    GET  /livez        pure liveness: 200 while the process answers at all
     GET  /metrics      Prometheus text format
     GET  /docs, /openapi.json   the contract, as FastAPI serves it
 
@@ -25,7 +27,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -34,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import request_response
 
 from . import __version__, contract
+from .admission import RefusedError
 from .backends import BackendError
 from .config import Config
 from .contract import ContractError
@@ -43,7 +45,10 @@ from .service import BackendFactory, NotReadyError, Service
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = ("/infer", "/infer/batch", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+ENDPOINTS = (
+    "/infer", "/infer/batch", "/healthz", "/readyz", "/livez", "/metrics", "/docs",
+    "/openapi.json",
+)  # fmt: skip
 JSON = "application/json"
 
 
@@ -142,16 +147,31 @@ _MODEL_HEADERS = {
 
 
 async def start_ipc(service: Service, cfg: Config, metrics: Metrics) -> IpcServer | None:
-    """The Unix-socket server beside HTTP (SOCKET_PATH); its failure is a readiness reason."""
+    """The Unix-socket server beside HTTP (SOCKET_PATH).
+
+    A socket that cannot be created is reported (the `ipc` field of /readyz, the
+    `sidecar_ipc_up` metric, the log) and HTTP serves on; it makes the sidecar not
+    ready only with IPC_REQUIRED=1.
+    """
+    metrics.ipc_up.set(0)
     if cfg.socket_path is None:
         log.info("IPC: off (SOCKET_PATH is empty)")
+        service.ipc_state = "off"
         return None
     ipc = IpcServer(service, cfg, metrics)
     try:
         note = await ipc.start()
     except IpcSetupError as exc:
-        service.fail(f"IPC socket: {exc}")
+        service.ipc_state = f"failed: {exc}"
+        if cfg.ipc_required:
+            service.fail(f"IPC socket: {exc}")
+        else:
+            log.error(
+                "IPC socket failed (HTTP serves on; IPC_REQUIRED=1 makes this fatal): %s", exc
+            )
         return None
+    service.ipc_state = "listening"
+    metrics.ipc_up.set(1)
     log.info("IPC: listening on %s (%s)", cfg.socket_path, note)
     return ipc
 
@@ -163,7 +183,6 @@ def create_app(
     cfg = config if config is not None else Config.from_env()
     metrics = Metrics(ENDPOINTS)
     service = Service(cfg, metrics, backend_factory)
-    limiter: list[anyio.CapacityLimiter] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -182,12 +201,18 @@ def create_app(
                 raise RuntimeError(
                     f"STRICT_STARTUP is set and the sidecar is not ready: {service.reason}"
                 )
-        limiter.append(anyio.CapacityLimiter(1))
         try:
             yield
         finally:
+            # Drain: readiness 503 first (SIGTERM already did it: server.py), the
+            # requests still here finish (HTTP's are waited for by uvicorn), the IPC
+            # replies are sent, then the backend is closed.
+            service.begin_drain()
+            drain_s = cfg.drain_timeout_ms / 1000
             if ipc is not None:
-                await ipc.stop()
+                await ipc.stop(drain_s)
+            if not await service.drain(drain_s):
+                log.warning("drain: requests still running after %.1f s; closing anyway", drain_s)
             service.close()
 
     app = FastAPI(
@@ -205,10 +230,7 @@ def create_app(
     app.state.config = cfg
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    async def run(windows: Any) -> Any:
-        if service.offload:
-            return await anyio.to_thread.run_sync(service.infer, windows, limiter=limiter[0])
-        return service.infer(windows)
+    run = service.run
 
     limit = cfg.max_body_bytes
 
@@ -250,7 +272,7 @@ def create_app(
     )
     async def infer(request: Request) -> Response:
         body = await read_json_body(request, limit)
-        latent, motifs = await run(contract.parse_infer_body(body))
+        latent, motifs = await run(contract.parse_infer_body(body), request.is_disconnected)
         return model_response(contract.encode_one(latent[0], motifs[0], service.model_fields))
 
     @route(
@@ -270,24 +292,37 @@ def create_app(
     )
     async def infer_batch(request: Request) -> Response:
         body = await read_json_body(request, limit)
-        latent, motifs = await run(contract.parse_batch_body(body, max_batch))
+        latent, motifs = await run(
+            contract.parse_batch_body(body, max_batch), request.is_disconnected
+        )
         return model_response(contract.encode_batch(latent, motifs, service.model_fields))
 
     # Match the hot routes first (FastAPI registers /openapi.json and /docs before them).
     app.router.routes.sort(key=lambda r: not isinstance(r, RawRoute))
 
-    @app.get("/healthz", response_model=contract.HealthResponse, summary="Liveness")
+    @app.get(
+        "/healthz",
+        response_model=contract.HealthResponse,
+        responses={503: {"description": "The backend is failing or stalled (reason)"}},
+        summary="Health: the process serves and its backend is not failing or stalled",
+    )
     async def healthz() -> Response:
         info = service.info
-        return _json(
-            {
-                "ok": True,
-                "model": info.model,
-                "version": info.version,
-                "backend": info.backend,
-                "ready": service.ready,
-            }
-        )
+        problem = service.health_problem()
+        body = {
+            "ok": problem is None,
+            "model": info.model,
+            "version": info.version,
+            "backend": info.backend,
+            "ready": service.readiness()[0],
+        }
+        if problem is not None:
+            body["reason"] = problem
+        return _json(body, 200 if problem is None else 503)
+
+    @app.get("/livez", summary="Liveness only: 200 while the process answers")
+    async def livez() -> Response:
+        return _json({"ok": True})
 
     @app.get(
         "/readyz",
@@ -299,15 +334,17 @@ def create_app(
     )
     async def readyz() -> Response:
         info = service.info
+        ready, reason = service.readiness()
         body = {
-            "ready": service.ready,
-            "reason": service.reason,
+            "ready": ready,
+            "reason": reason,
             "model": info.model,
             "version": info.version,
             "sha256": info.sha256,
             "backend": info.backend,
+            "ipc": service.ipc_state,
         }
-        return _json(body, 200 if service.ready else 503)
+        return _json(body, 200 if ready else 503)
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
@@ -320,6 +357,13 @@ def create_app(
     @app.exception_handler(NotReadyError)
     async def on_not_ready(request: Request, exc: NotReadyError) -> Response:
         return _error(503, "not_ready", f"the sidecar is not ready: {exc}")
+
+    @app.exception_handler(RefusedError)
+    async def on_refused(request: Request, exc: RefusedError) -> Response:
+        response = _error(503, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["retry-after"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(BackendError)
     async def on_backend_error(request: Request, exc: BackendError) -> Response:

@@ -57,6 +57,31 @@ class Config:
     socket_path: Path | None = None
     ipc_max_frame_bytes: int = 1024 * 1024
     ipc_max_connections: int = 64
+    # IPC_REQUIRED: a socket that cannot be created makes the sidecar not ready (else it
+    # is reported on /readyz and in metrics while HTTP serves on).
+    ipc_required: bool = False
+    # Health (health.py): /healthz and /readyz turn 503 after this many consecutive
+    # failed backend calls, or while a call has been running longer than stall_after_ms;
+    # unhealthy for wedge_exit_after_ms in a row -> the process exits (status 4); 0: never.
+    unhealthy_after_failures: int = 3
+    stall_after_ms: int = 5000
+    wedge_exit_after_ms: int = 30000
+    # Admission (admission.py): one backend call at a time, at most max_queue waiting;
+    # each request must start and finish within request_deadline_ms; beyond: 503.
+    max_queue: int = 32
+    request_deadline_ms: int = 2000
+    retry_after_s: int = 1
+    # Windows per call run on the event loop (stub, onnx); bigger batches go to the
+    # backend thread so /healthz and small requests are not stalled behind them.
+    inline_max_windows: int = 8
+    # HTTP connection limits (http_server.py).
+    http_max_connections: int = 256
+    http_max_header_bytes: int = 32 * 1024
+    http_header_timeout_ms: int = 10_000
+    http_body_timeout_ms: int = 10_000
+    http_keepalive_s: int = 5
+    # SIGTERM: readiness 503 at once, then up to drain_timeout_ms for in-flight work.
+    drain_timeout_ms: int = 8000
     # Where each value came from, for the start-up log line.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -169,6 +194,56 @@ class Config:
             ),
             ipc_max_connections=get(
                 "IPC_MAX_CONNECTIONS", integer(1, 4096), 64, "an integer from 1 to 4096"
+            ),
+            ipc_required=get(
+                "IPC_REQUIRED", boolean, False, "one of 1/true/yes/on, 0/false/no/off"
+            ),
+            unhealthy_after_failures=get(
+                "UNHEALTHY_AFTER_FAILURES", integer(1, 1_000_000), 3, "an integer from 1 to 1000000"
+            ),
+            stall_after_ms=get(
+                "STALL_AFTER_MS", integer(10, 3_600_000), 5000, "an integer from 10 to 3600000"
+            ),
+            wedge_exit_after_ms=get(
+                "WEDGE_EXIT_AFTER_MS",
+                integer(0, 86_400_000),
+                30000,
+                "an integer from 0 (never) to 86400000",
+            ),
+            max_queue=get("MAX_QUEUE", integer(0, 100_000), 32, "an integer from 0 to 100000"),
+            request_deadline_ms=get(
+                "REQUEST_DEADLINE_MS", integer(1, 3_600_000), 2000, "an integer from 1 to 3600000"
+            ),
+            retry_after_s=get("RETRY_AFTER_S", integer(0, 3600), 1, "an integer from 0 to 3600"),
+            inline_max_windows=get(
+                "INLINE_MAX_WINDOWS", integer(0, 4096), 8, "an integer from 0 to 4096"
+            ),
+            http_max_connections=get(
+                "HTTP_MAX_CONNECTIONS", integer(1, 100_000), 256, "an integer from 1 to 100000"
+            ),
+            http_max_header_bytes=get(
+                "HTTP_MAX_HEADER_BYTES",
+                integer(1024, 1 << 24),
+                32 * 1024,
+                "an integer from 1024 to 2**24",
+            ),
+            http_header_timeout_ms=get(
+                "HTTP_HEADER_TIMEOUT_MS",
+                integer(10, 3_600_000),
+                10_000,
+                "an integer from 10 to 3600000",
+            ),
+            http_body_timeout_ms=get(
+                "HTTP_BODY_TIMEOUT_MS",
+                integer(10, 3_600_000),
+                10_000,
+                "an integer from 10 to 3600000",
+            ),
+            http_keepalive_s=get(
+                "HTTP_KEEPALIVE_S", integer(1, 3600), 5, "an integer from 1 to 3600"
+            ),
+            drain_timeout_ms=get(
+                "DRAIN_TIMEOUT_MS", integer(0, 3_600_000), 8000, "an integer from 0 to 3600000"
             ),
             sources=sources,
         )

@@ -124,11 +124,12 @@ class ErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    ok: bool = Field(description="Always true while the process serves requests (liveness)")
+    ok: bool = Field(description="False (and status 503) while the backend is failing or stalled")
     model: str
     version: str
     backend: str
     ready: bool
+    reason: str | None = Field(default=None, description="Why the backend is unhealthy")
 
 
 class ReadyResponse(BaseModel):
@@ -138,6 +139,7 @@ class ReadyResponse(BaseModel):
     version: str
     sha256: str
     backend: str
+    ipc: str = Field(default="off", description="The IPC socket: off, listening, failed: why")
 
 
 # --------------------------------------------------------------------------- parsing

@@ -8,6 +8,15 @@
     sidecar_ready                                             gauge (1 ready, 0 not)
     sidecar_ipc_requests_total{kind,result}                   counter (result: ok or error code)
     sidecar_ipc_connections                                   gauge (open IPC connections)
+    sidecar_ipc_up                                            gauge (1 listening, 0 not)
+    sidecar_inference_errors_total{backend,code}              counter (requests not answered)
+    sidecar_inference_failed_duration_seconds{backend}        histogram (failed backend calls)
+    sidecar_inference_in_flight                               gauge (backend calls running)
+    sidecar_inference_queued                                  gauge (requests waiting)
+    sidecar_backend_consecutive_failures                      gauge
+    sidecar_backend_oldest_call_seconds                       gauge (age of the oldest call)
+    sidecar_healthy                                           gauge (1 healthy, 0 not)
+    process_*                                                 RSS, CPU, open fds, ...
 
 Label children are cached so the per-request cost is a dict lookup and an
 observe(); the middleware is plain ASGI (no BaseHTTPMiddleware).
@@ -25,6 +34,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -78,6 +88,38 @@ class Metrics:
         self.ipc_connections = Gauge(
             "sidecar_ipc_connections", "Open connections on the IPC socket", registry=r
         )
+        self.ipc_up = Gauge(
+            "sidecar_ipc_up", "1 when the IPC socket is listening, 0 when it is off or failed",
+            registry=r,
+        )  # fmt: skip
+        self.inference_errors = Counter(
+            "sidecar_inference_errors", "Inference requests that got no result, by error code "
+            "(not_ready, overloaded, deadline_exceeded, client_gone, inference_failed, internal)",
+            ["backend", "code"], registry=r,
+        )  # fmt: skip
+        self.inference_failed_seconds = Histogram(
+            "sidecar_inference_failed_duration_seconds",
+            "Backend time of calls that failed, seconds", ["backend"],
+            buckets=(*INFERENCE_BUCKETS, 1.0, 2.5, 5.0, 10.0), registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "sidecar_inference_in_flight", "Backend calls running now", registry=r
+        )
+        self.queued = Gauge(
+            "sidecar_inference_queued", "Inference requests waiting for the backend", registry=r
+        )
+        self.consecutive_failures = Gauge(
+            "sidecar_backend_consecutive_failures", "Backend calls failed in a row", registry=r
+        )
+        self.oldest_call = Gauge(
+            "sidecar_backend_oldest_call_seconds",
+            "How long the oldest running backend call has been running", registry=r,
+        )  # fmt: skip
+        self.healthy = Gauge(
+            "sidecar_healthy", "1 unless the backend is failing or stalled (/healthz)", registry=r
+        )
+        ProcessCollector(registry=r)
+        self._err_children: dict[tuple[str, str], Any] = {}
         self._req_children: dict[tuple[str, str, int], Any] = {}
         self._lat_children: dict[str, Any] = {}
         self._ipc_children: dict[tuple[str, str], Any] = {}
@@ -100,6 +142,13 @@ class Metrics:
         child = self._ipc_children.get(key)
         if child is None:
             child = self._ipc_children[key] = self.ipc_requests.labels(kind, result)
+        child.inc()
+
+    def count_inference_error(self, backend: str, code: str) -> None:
+        key = (backend, code)
+        child = self._err_children.get(key)
+        if child is None:
+            child = self._err_children[key] = self.inference_errors.labels(backend, code)
         child.inc()
 
     def inference_observer(self, backend: str) -> tuple[Any, Any]:

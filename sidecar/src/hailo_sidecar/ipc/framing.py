@@ -78,6 +78,8 @@ class ErrorCode(IntEnum):
     INFERENCE_FAILED = 15
     TOO_MANY_CONNECTIONS = 16
     INTERNAL = 17
+    OVERLOADED = 18
+    DEADLINE_EXCEEDED = 19
 
     @property
     def slug(self) -> str:

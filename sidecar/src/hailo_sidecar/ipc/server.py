@@ -6,9 +6,14 @@ twice and the metrics and readiness are shared.
 
 Per connection (`_Connection`, an asyncio.Protocol): bytes go into a `Decoder`;
 each complete frame is answered in order, one reply per request, with the request
-id echoed. Backends that run on the loop (stub, onnx: `offload` False) are called
-inline, as HTTP does; a device backend (hailo) runs in a one-thread executor while
-the connection waits for that reply before reading the next frame.
+id echoed. Inference goes through `Service.run_now` (inline, the fast path) or
+`Service.run` (the shared admission queue, deadline and backend thread, as HTTP);
+while a queued request is pending the connection waits for its reply before reading
+the next frame. A connection that closes cancels its pending request (it leaves the
+queue; a call already running finishes and its reply is dropped).
+
+Stop (`stop(timeout)`): stop accepting, stop reading, send the replies of requests
+already taken (bounded by `timeout`), then close.
 
 Errors: anything wrong with one request (type, shape, values, a shared-memory
 reference, not ready, a failed inference) gets an ERROR frame and the connection
@@ -24,7 +29,6 @@ more frames are processed; reading pauses once a frame's worth is buffered.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import math
 import struct
@@ -36,6 +40,7 @@ import numpy as np
 import orjson
 
 from .. import contract
+from ..admission import RefusedError
 from ..backends import BackendError
 from ..config import Config
 from ..contract import ContractError
@@ -64,6 +69,11 @@ _CONTRACT_CODES: Final = {
     "bad_type": ErrorCode.BAD_SHAPE,
     "not_finite": ErrorCode.NOT_FINITE,
 }
+_REFUSED_CODES: Final = {
+    "overloaded": ErrorCode.OVERLOADED,
+    "deadline_exceeded": ErrorCode.DEADLINE_EXCEEDED,
+    "client_gone": ErrorCode.INTERNAL,  # never sent: the client is gone
+}
 
 
 class RequestError(Exception):
@@ -86,8 +96,6 @@ class IpcServer:
         self.connections: set[_Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._ident: tuple[int, int] | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._inflight: set[asyncio.Future[Any]] = set()
         self._fields: dict[str, str] | None = None
         self._identity = b""
         self.zeros = np.zeros(self.max_batch * contract.WINDOW * contract.CHANNELS, FLOAT32_LE)
@@ -104,20 +112,21 @@ class IpcServer:
             raise
         return note
 
-    async def stop(self) -> None:
-        """Stop accepting, close every connection, let in-flight inferences finish, unlink."""
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting and reading; send the replies of requests already taken (at most
+        `timeout` s), then close every connection and unlink the socket."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
         for conn in list(self.connections):
+            conn.stop_reading()
+        pending = [c.task for c in self.connections if c.task is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        for conn in list(self.connections):
             conn.close()
-        if self._inflight:
-            await asyncio.wait(list(self._inflight), timeout=10)
         if server is not None:
             await server.wait_closed()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
         if self._ident is not None:
             unlink_if_ours(self.path, self._ident)
             self._ident = None
@@ -149,17 +158,6 @@ class IpcServer:
             }
         )
 
-    def submit(self, windows: np.ndarray) -> asyncio.Future[Any]:
-        """Run the service in the executor (device backends), tracked for shutdown."""
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, "ipc-infer")
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self.service.infer, windows
-        )
-        self._inflight.add(future)
-        future.add_done_callback(self._inflight.discard)
-        return future
-
 
 class _Connection(asyncio.Protocol):
     def __init__(self, server: IpcServer) -> None:
@@ -171,6 +169,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.busy = False  # a reply is being computed off the loop
+        self.task: asyncio.Task[Any] | None = None  # that reply's Service.run
+        self.stopping = False  # the server is stopping: no new frames
         self.write_paused = False
         self.read_paused = False
         self.eof = False
@@ -191,6 +191,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self.task is not None:
+            self.task.cancel()  # out of the queue; a running call's reply is dropped
         self.segments.close()
         server = self.server
         server.connections.discard(self)
@@ -224,6 +226,13 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def stop_reading(self) -> None:
+        """The server stops: take no new frame; a pending reply is still sent."""
+        self.stopping = True
+        if self.transport is not None and not self.read_paused:
+            self.transport.pause_reading()
+            self.read_paused = True
+
     # ------------------------------------------------------------------ frames
     def _maybe_pause_reading(self) -> None:
         if not self.read_paused and self.decoder.pending >= self.server.max_frame_bytes:
@@ -233,7 +242,7 @@ class _Connection(asyncio.Protocol):
 
     def _process(self) -> None:
         try:
-            while not (self.busy or self.write_paused or self.closing):
+            while not (self.busy or self.write_paused or self.closing or self.stopping):
                 try:
                     frame = self.decoder.next()
                 except ProtocolError as exc:
@@ -293,10 +302,11 @@ class _Connection(asyncio.Protocol):
             flat = windows.reshape(-1)
             if math.isnan(flat.dot(self.server.zeros[: flat.size])):
                 contract.check_windows(windows)
-            if self.service.offload:
-                self._offload(rid, kind, windows)
+            result = self.service.run_now(windows)
+            if result is None:
+                self._queue(rid, kind, windows)
                 return
-            latent, motifs = self.service.infer(windows)
+            latent, motifs = result
             windows = None  # drop the view on the socket buffer / shared memory
             self._write(
                 framing.result_frame(rid, latent, motifs, self.server.identity()), kind, "ok"
@@ -308,14 +318,8 @@ class _Connection(asyncio.Protocol):
         except ContractError as exc:
             self._error(rid, _CONTRACT_CODES.get(exc.code, ErrorCode.BAD_SHAPE), exc.message,
                         kind)  # fmt: skip
-        except NotReadyError as exc:
-            self._error(rid, ErrorCode.NOT_READY, f"the sidecar is not ready: {exc}", kind)
-        except BackendError as exc:
-            log.error("inference failed: %s", exc)
-            self._error(rid, ErrorCode.INFERENCE_FAILED, str(exc), kind)
-        except Exception:  # a bug or an unexpected library error: this request only
-            log.exception("IPC request failed")
-            self._error(rid, ErrorCode.INTERNAL, "internal error (logged)", kind)
+        except Exception as exc:
+            self._inference_error(rid, kind, exc)
 
     def _check_shape(self, frame: Frame) -> None:
         if not 1 <= frame.n <= self.server.max_batch:
@@ -360,33 +364,47 @@ class _Connection(asyncio.Protocol):
             raise RequestError(ErrorCode.SHM_UNAVAILABLE, "segment name is not ASCII") from None
         return self.segments.windows(name, offset, frame.n, seq)
 
-    def _offload(self, rid: int, kind: str, windows: np.ndarray) -> None:
+    def _inference_error(self, rid: int, kind: str, exc: BaseException) -> None:
+        if isinstance(exc, NotReadyError):
+            self._error(rid, ErrorCode.NOT_READY, f"the sidecar is not ready: {exc}", kind)
+        elif isinstance(exc, RefusedError):
+            self._error(rid, _REFUSED_CODES.get(exc.code, ErrorCode.INTERNAL), exc.message, kind)
+        elif isinstance(exc, BackendError):
+            log.error("inference failed: %s", exc)
+            self._error(rid, ErrorCode.INFERENCE_FAILED, str(exc), kind)
+        else:  # a bug or an unexpected library error: this request only
+            log.error("IPC request failed", exc_info=exc)
+            self._error(rid, ErrorCode.INTERNAL, "internal error (logged)", kind)
+
+    def _queue(self, rid: int, kind: str, windows: np.ndarray) -> None:
+        """Through the shared queue (Service.run); frames wait until the reply is out."""
         self.busy = True
-        future = self.server.submit(windows)
+
+        async def gone() -> bool:
+            return self.closing
+
+        task = asyncio.ensure_future(self.service.run(windows, gone))
+        self.task = task
 
         def done(fut: asyncio.Future[Any]) -> None:
             self.busy = False
+            self.task = None
+            if fut.cancelled():
+                return
+            exc = fut.exception()
             if self.closing:
                 return
-            try:
-                latent, motifs = fut.result()
-            except NotReadyError as exc:
-                message = f"the sidecar is not ready: {exc}"
-                self._error(rid, ErrorCode.NOT_READY, message, kind)
-            except BackendError as exc:
-                log.error("inference failed: %s", exc)
-                self._error(rid, ErrorCode.INFERENCE_FAILED, str(exc), kind)
-            except Exception:
-                log.exception("IPC inference failed")
-                self._error(rid, ErrorCode.INTERNAL, "internal error (logged)", kind)
+            if exc is not None:
+                self._inference_error(rid, kind, exc)
             else:
+                latent, motifs = fut.result()
                 self._write(
                     framing.result_frame(rid, latent, motifs, self.server.identity()),
                     kind, "ok",
                 )  # fmt: skip
             self._process()
 
-        future.add_done_callback(done)
+        task.add_done_callback(done)
 
     # ------------------------------------------------------------------ replies
     def _write(self, data: bytes, kind: str, result: str) -> None:
