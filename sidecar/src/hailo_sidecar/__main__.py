@@ -2,11 +2,13 @@
 
 Exit status 2 means the configuration is invalid (the message names the variable
 and what it accepts); 3 is uvicorn's "application start-up failed" (only with
-STRICT_STARTUP=1 and a model that did not get ready).
+STRICT_STARTUP=1 and a model that did not get ready); 4 means the backend stayed
+wedged or failing for WEDGE_EXIT_AFTER_MS (watchdog.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -41,22 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         config.port,
     )
 
-    import uvicorn
-
     from .app import create_app
+    from .http_server import build_server
 
-    uvicorn.run(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        log_level=config.log_level,
-        log_config=None,  # the root logger configured above
-        access_log=config.log_level in ("debug", "trace"),
-        loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
-        server_header=False,
-        lifespan="on",
-    )
+    server = build_server(create_app(config), config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        return 3  # uvicorn's STARTUP_FAILURE: the lifespan failed (STRICT_STARTUP)
     return 0
 
 

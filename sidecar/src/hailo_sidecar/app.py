@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from time import monotonic
 from typing import Any
 
 import orjson
@@ -32,10 +33,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import request_response
 
 from . import __version__, contract
-from .admission import RefusedError
+from .admission import ClientGoneError, RefusedError
 from .backends import BackendError
 from .config import Config
 from .contract import ContractError
@@ -50,6 +52,7 @@ ENDPOINTS = (
     "/openapi.json",
 )  # fmt: skip
 JSON = "application/json"
+CLIENT_CLOSED = 499  # the client went away before its answer (nginx's code)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -60,27 +63,32 @@ def _error(status: int, code: str, detail: str, loc: list[str | int] | None = No
     return _json({"error": code, "detail": detail, "loc": loc}, status)
 
 
+class BodyNotReadError(ContractError):
+    """Refused before the whole body was read: the response closes the connection, so
+    the server does not go on reading (and discarding) a body nobody wants."""
+
+
 async def read_json_body(request: Request, limit: int) -> bytes:
     """The request body, if its Content-Type is JSON and it is at most `limit` bytes."""
     headers = request.headers
     ctype = headers.get("content-type")
     if ctype is None:
-        raise ContractError(
+        raise BodyNotReadError(
             415, "unsupported_media_type", "Content-Type is missing; send application/json"
         )
     media = ctype.split(";", 1)[0].strip().lower()
     if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
-        raise ContractError(
+        raise BodyNotReadError(
             415, "unsupported_media_type", f"Content-Type must be application/json, got {ctype!r}"
         )
     length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
-            raise ContractError(
+            raise BodyNotReadError(
                 400, "bad_content_length", f"Content-Length {length!r} is not a number"
             )
         if int(length) > limit:
-            raise ContractError(
+            raise BodyNotReadError(
                 413,
                 "body_too_large",
                 f"request body is {int(length)} bytes, the limit is {limit} (MAX_BODY_BYTES)",
@@ -91,7 +99,7 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ContractError(
+            raise BodyNotReadError(
                 413,
                 "body_too_large",
                 f"request body is over the limit of {limit} bytes (MAX_BODY_BYTES)",
@@ -208,11 +216,12 @@ def create_app(
             # requests still here finish (HTTP's are waited for by uvicorn), the IPC
             # replies are sent, then the backend is closed.
             service.begin_drain()
-            drain_s = cfg.drain_timeout_ms / 1000
+            bound = cfg.drain_timeout_ms / 1000  # from the signal, for HTTP, IPC and the rest
             if ipc is not None:
-                await ipc.stop(drain_s)
-            if not await service.drain(drain_s):
-                log.warning("drain: requests still running after %.1f s; closing anyway", drain_s)
+                await ipc.stop(max(0.0, bound - (monotonic() - service.drain_started)))
+            left = max(0.0, bound - (monotonic() - service.drain_started))
+            if not await service.drain(left):
+                log.warning("drain: requests still running after %.1f s; closing anyway", bound)
             service.close()
 
     app = FastAPI(
@@ -352,7 +361,17 @@ def create_app(
 
     @app.exception_handler(ContractError)
     async def on_contract_error(request: Request, exc: ContractError) -> Response:
-        return _error(exc.status, exc.code, exc.message, exc.loc)
+        response = _error(exc.status, exc.code, exc.message, exc.loc)
+        if isinstance(exc, BodyNotReadError):
+            response.headers["connection"] = "close"
+        return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def on_client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left in the middle of its body: nobody to answer; 499 in the
+        # metrics (nginx's "client closed request"), not a 5xx, and no traceback.
+        log.debug("client disconnected before sending its whole body")
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(NotReadyError)
     async def on_not_ready(request: Request, exc: NotReadyError) -> Response:
@@ -360,6 +379,8 @@ def create_app(
 
     @app.exception_handler(RefusedError)
     async def on_refused(request: Request, exc: RefusedError) -> Response:
+        if isinstance(exc, ClientGoneError):
+            return Response(status_code=CLIENT_CLOSED)
         response = _error(503, exc.code, exc.message)
         if exc.retry_after is not None:
             response.headers["retry-after"] = str(exc.retry_after)

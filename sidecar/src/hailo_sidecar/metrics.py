@@ -16,6 +16,7 @@
     sidecar_backend_consecutive_failures                      gauge
     sidecar_backend_oldest_call_seconds                       gauge (age of the oldest call)
     sidecar_healthy                                           gauge (1 healthy, 0 not)
+    sidecar_http_connections_cut_total{reason}                counter (limits in http_server.py)
     process_*                                                 RSS, CPU, open fds, ...
 
 Label children are cached so the per-request cost is a dict lookup and an
@@ -118,6 +119,10 @@ class Metrics:
         self.healthy = Gauge(
             "sidecar_healthy", "1 unless the backend is failing or stalled (/healthz)", registry=r
         )
+        self.http_cut = Counter(
+            "sidecar_http_connections_cut", "HTTP connections closed by the server's limits "
+            "(headers_too_large, request_timeout, body_timeout)", ["reason"], registry=r,
+        )  # fmt: skip
         ProcessCollector(registry=r)
         self._err_children: dict[tuple[str, str], Any] = {}
         self._req_children: dict[tuple[str, str, int], Any] = {}
@@ -143,6 +148,9 @@ class Metrics:
         if child is None:
             child = self._ipc_children[key] = self.ipc_requests.labels(kind, result)
         child.inc()
+
+    def count_http_cut(self, reason: str) -> None:
+        self.http_cut.labels(reason).inc()
 
     def count_inference_error(self, backend: str, code: str) -> None:
         key = (backend, code)

@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,7 @@ class Service:
         self.admission = Admission(config.max_queue, config.retry_after_s)
         self.watchdog = Watchdog(self.health, config.wedge_exit_after_ms / 1000)
         self.draining = False
+        self.drain_started = 0.0  # monotonic(), set by begin_drain
         self.ipc_state = "off"  # off | listening | failed: <reason>
         self._executor: ThreadPoolExecutor | None = None
         self._calls: set[asyncio.Future[Result]] = set()
@@ -176,6 +177,7 @@ class Service:
         """Readiness 503 from now on; requests already here still run."""
         if not self.draining:
             log.info("draining: readiness is 503 from now on")
+            self.drain_started = monotonic()
         self.draining = True
 
     async def drain(self, timeout: float) -> bool:
