@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import select
 import struct
 import warnings
 from pathlib import Path
@@ -210,6 +211,10 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.busy and _peer_closed(self.transport):
+            # Closed, not half-closed: nobody will read the reply. Leave the queue now.
+            self.close()
+            return True
         if not (self.busy or self.write_paused):
             self._process()
         return True  # half-open: we close once the replies are out
@@ -381,7 +386,7 @@ class _Connection(asyncio.Protocol):
         self.busy = True
 
         async def gone() -> bool:
-            return self.closing
+            return self.closing or (self.eof and _peer_closed(self.transport))
 
         task = asyncio.ensure_future(self.service.run(windows, gone))
         self.task = task
@@ -424,6 +429,19 @@ class _Connection(asyncio.Protocol):
             transport.write(framing.error_frame(rid, code, message, close=True))
         self.metrics.count_ipc("invalid", code.slug)
         self.close()
+
+
+def _peer_closed(transport: asyncio.Transport | None) -> bool:
+    """True if the client closed its socket, not just its write side (a half-close still
+    wants its replies). AF_UNIX reports POLLHUP only once both directions are shut."""
+    if transport is None:
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return any(events & select.POLLHUP for _, events in poller.poll(0))
 
 
 def _reply(msg_type: MsgType, rid: int, payload: bytes) -> bytes:
