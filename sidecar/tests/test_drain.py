@@ -1,0 +1,64 @@
+"""Issue 16, point 4: SIGTERM drains: readiness 503 first, in-flight requests finish
+within DRAIN_TIMEOUT_MS, IPC replies already taken are sent, then the server stops.
+
+`server.handle_exit(SIGTERM, None)` is what uvicorn's signal handler calls; the real
+process and its signal are covered by test_server.py and test_client.py.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+from hailo_sidecar.config import Config
+from hailo_sidecar.ipc import framing
+from hailo_sidecar.ipc.framing import MsgType
+
+from .ipc_helpers import RawConn, wait_for
+from .live import live_server, read_response
+from .test_admission import GatedBackend, W, send
+
+
+def test_sigterm_flips_readiness_first_then_finishes_http_and_ipc_work(sock_dir: Path) -> None:
+    backend = GatedBackend()
+    cfg = Config(socket_path=sock_dir / "s.sock", drain_timeout_ms=10_000)
+    with live_server(cfg, backend_factory=lambda c, *a, **k: backend) as live:
+        service = live.app.state.service
+        http = send(live)  # running in the backend, held by the gate
+        wait_for(lambda: backend.calls == 1)
+        ipc = RawConn(sock_dir / "s.sock", timeout=20)
+        ipc.send(framing.infer_frame(7, W[None].astype("<f4")))
+        wait_for(lambda: service.admission.waiting == 1)  # queued behind the HTTP call
+
+        live.server.handle_exit(signal.SIGTERM, None)
+        assert service.readiness() == (False, "draining: shutting down (SIGTERM)")
+        threads = threading.enumerate()
+        assert any(t.name == "uvicorn" and t.is_alive() for t in threads)  # still draining
+
+        backend.gate.set()
+        assert read_response(http)[0] == 200  # the request in flight finished
+        reply = ipc.recv()  # and the IPC reply already taken was sent
+        assert (reply.type, reply.request_id) == (MsgType.RESULT, 7)
+        http.close()
+        ipc.close()
+        wait_for(lambda: live.server.should_exit and not service.ready, timeout=20)
+        assert backend.calls == 2
+    assert not (sock_dir / "s.sock").exists()
+
+
+def test_drain_is_bounded_when_a_call_never_returns(sock_dir: Path) -> None:
+    backend = GatedBackend()
+    cfg = Config(drain_timeout_ms=300, request_deadline_ms=60_000, wedge_exit_after_ms=0)
+    start = time.monotonic()
+    with live_server(cfg, backend_factory=lambda c, *a, **k: backend) as live:
+        http = send(live)
+        wait_for(lambda: backend.calls == 1)
+        live.server.handle_exit(signal.SIGTERM, None)
+        thread = next(t for t in threading.enumerate() if t.name == "uvicorn")
+        thread.join(15)
+        assert not thread.is_alive()  # stopped although the call still hangs
+        http.close()
+    backend.gate.set()
+    assert time.monotonic() - start < 15
