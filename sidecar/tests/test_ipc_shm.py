@@ -90,14 +90,16 @@ class RecordingStub(StubBackend):
         return super().infer(windows)
 
 
-def test_the_backend_gets_a_read_only_view_on_the_segment_not_a_copy(
+def test_the_backend_gets_a_private_copy_not_a_view_on_the_segment(
     path: Path, segment: Any
 ) -> None:
+    # A view on a mapping of memory the client controls can fault (SIGBUS) when the
+    # client shrinks it; the server reads with preadv into its own array instead.
     backend = RecordingStub(12)
     with serve(Config(), path, backend_factory=lambda cfg, *a, **k: backend), RawConn(path) as conn:
         backend.seen.clear()  # the warm-up
         assert ref(conn, 1, segment.name, 0, 1).type == MsgType.RESULT
-    assert backend.seen == [(False, False, "mmap")]
+    assert backend.seen == [(True, True, "ndarray")]
 
 
 @pytest.mark.parametrize(
@@ -277,16 +279,15 @@ def fds_of(name: str) -> int:
     return count
 
 
-def test_a_closed_connection_unmaps_its_segments(path: Path, segment: Any) -> None:
+def test_a_closed_connection_closes_its_segments(path: Path, segment: Any) -> None:
     with serve(Config(), path) as client:
         ipc = client.app.state.ipc  # type: ignore[attr-defined]
         mine = mappings_of(segment.name), fds_of(segment.name)  # the test's (client) side
         conn = RawConn(path)
         assert ref(conn, 1, segment.name, 0, 1).type == MsgType.RESULT
-        # The server's read-only mapping, and its descriptors (the one it fstat()s per
-        # request and the duplicate Python's mmap keeps).
-        assert mappings_of(segment.name) == mine[0] + 1
-        assert fds_of(segment.name) == mine[1] + 2
+        # The server keeps one read-only descriptor (fstat and preadv), and no mapping.
+        assert mappings_of(segment.name) == mine[0]
+        assert fds_of(segment.name) == mine[1] + 1
         conn.close()
         wait_for(lambda: len(ipc.connections) == 0)
         assert (mappings_of(segment.name), fds_of(segment.name)) == mine
@@ -338,3 +339,34 @@ def test_shared_memory_windows_helper() -> None:
             shm.write(np.stack([make_window(1)] * 2), slot=2)
         name = shm.name
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+TRUNCATE_UNDER_THE_SERVER = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from hailo_sidecar.ipc.shm import SegmentReader, ShmError
+d = Path(sys.argv[1])
+(d / "seg").write_bytes(np.ones(900 * 2, "<f4").tobytes())
+reader = SegmentReader(shm_dir=d)
+got = reader.windows("seg", 0, 2, 1)  # checked: in bounds
+os.truncate(d / "seg", 0)  # the client shrinks it under the server
+print(float(got.sum()))  # the server reads what it was given
+try:
+    reader.windows("seg", 0, 1, 2)
+except ShmError as exc:
+    print(int(exc.code), exc.message)
+"""
+
+
+def test_a_segment_truncated_under_the_server_cannot_crash_it(tmp_path: Path) -> None:
+    """Issue 16, point 8: a client that shrinks its segment after the server checked the
+    bounds used to make the whole process take SIGBUS (HTTP included)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", TRUNCATE_UNDER_THE_SERVER, str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "1800.0"
+    assert lines[1] == "10 segment 'seg' is empty or not a segment"

@@ -4,18 +4,21 @@ A client creates a named segment (multiprocessing.shared_memory, i.e. shm_open, 
 on Linux is a file in /dev/shm), writes float32 windows into it and sends only
 (name, offset, n, seq) in an INFER_SHM frame. The server:
 
-- maps the segment **read-only** (open O_RDONLY|O_NOFOLLOW + mmap PROT_READ: the calls
-  shm_open makes), caches the mapping per connection by name (least recently used
-  dropped beyond `max_segments`), and unmaps it when the connection ends;
+- opens the segment **read-only** (open O_RDONLY|O_NOFOLLOW: what shm_open does), keeps
+  the descriptor per connection by name (least recently used closed beyond
+  `max_segments`), and closes it when the connection ends;
+- **copies** the windows out with `preadv` into a private array, never through a
+  mapping: a client that shrinks its segment (ftruncate) under the server makes the
+  read come up short, a clean `shm_bounds` error, where a read through a mapping
+  would take SIGBUS and kill the whole process (HTTP included);
 - **never unlinks** a segment and never registers one with multiprocessing's
   resource_tracker (which would unlink it when the server exits, as if it owned it):
   `SharedMemory(name)` is deliberately not used here;
 - checks, on every request, with one `fstat` of the kept descriptor, that the segment
   is still linked (the client may have unlinked it, and the name may since be another
   segment: the name is opened again, and if it is gone the request gets an error while
-  the connection stays usable) and still the size that is mapped (resized: mapped
-  again, and what is out of bounds is refused), so a read never touches pages past
-  the end of the file;
+  the connection stays usable) and its current size (what is out of bounds is
+  refused before reading);
 - refuses offsets that are not a multiple of 4 (float32 alignment) and ranges that
   run past the end of the segment;
 - refuses stale references: per connection and per segment name, `seq` must be
@@ -24,17 +27,14 @@ on Linux is a file in /dev/shm), writes float32 windows into it and sends only
   fails. Up to `SEQ_MEMORY` names are remembered (the oldest
   forgotten first).
 
-The windows go to the backend as a numpy view on the mapping: no copy here; the one
-copy is the backend's own, into its input buffer. A client that truncates its segment
-during the microseconds of that read can still make the process take SIGBUS: POSIX
-shared memory cannot be sealed against shrinking. Only members of the socket's
-group (mode 0660) can send references at all.
+The copy (3.6 KB per window, one system call) replaces a mapping the backend read
+directly: POSIX shared memory cannot be sealed against shrinking, so the only safe
+read of memory a client controls is a read(2), which cannot fault. Only members of
+the socket's group (mode 0660) can send references at all.
 """
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import re
 import stat
@@ -63,17 +63,12 @@ class ShmError(Exception):
 
 
 @dataclass
-class _Mapping:
+class _Segment:
     fd: int
-    mm: mmap.mmap
     size: int
 
     def close(self) -> None:
         os.close(self.fd)
-        # A view still alive (an inference in flight on another thread) keeps the
-        # mapping: it goes away with the last view instead.
-        with contextlib.suppress(BufferError):
-            self.mm.close()
 
 
 class SegmentReader:
@@ -82,7 +77,7 @@ class SegmentReader:
     def __init__(self, max_segments: int = 16, shm_dir: Path = SHM_DIR) -> None:
         self.max_segments = max_segments
         self._dir = os.fspath(shm_dir) + "/"
-        self._maps: OrderedDict[str, _Mapping] = OrderedDict()
+        self._maps: OrderedDict[str, _Segment] = OrderedDict()
         self._seq: OrderedDict[str, int] = OrderedDict()
 
     @property
@@ -90,7 +85,7 @@ class SegmentReader:
         return list(self._maps)
 
     def windows(self, name: str, offset: int, n: int, seq: int) -> np.ndarray:
-        """A read-only (n, 100, 9) float32 view on the segment, or ShmError."""
+        """A private copy of n windows, (n, 100, 9) float32, read from the segment."""
         last = self._seq.get(name)
         if last is not None and seq <= last:
             raise ShmError(
@@ -111,19 +106,32 @@ class SegmentReader:
                 f"{n} window(s) ({nbytes} bytes) at offset {offset} run past the end of "
                 f"segment {name!r} ({mapping.size} bytes)",
             )
+        windows = np.empty((n, contract.WINDOW, contract.CHANNELS), FLOAT32_LE)
+        try:
+            got = os.preadv(mapping.fd, [windows], offset)
+        except OSError as exc:
+            raise ShmError(
+                ErrorCode.SHM_UNAVAILABLE, f"segment {name!r} cannot be read: {exc.strerror}"
+            ) from None
+        if got != nbytes:
+            raise ShmError(
+                ErrorCode.SHM_BOUNDS,
+                f"segment {name!r} shrank while it was read: {got} of {nbytes} bytes at "
+                f"offset {offset}",
+            )
         self._seq[name] = seq
         if last is None and len(self._seq) > SEQ_MEMORY:
             self._seq.popitem(last=False)
-        view = np.frombuffer(mapping.mm, dtype=FLOAT32_LE, count=n * WINDOW_VALUES, offset=offset)
-        return view.reshape(n, contract.WINDOW, contract.CHANNELS)
+        return windows
 
-    def _mapping(self, name: str) -> _Mapping:
+    def _mapping(self, name: str) -> _Segment:
         cached = self._maps.get(name)
         if cached is not None:
             # One fstat per request: still linked (st_nlink 0: the owner unlinked it, and
-            # the name may now be another segment) and still the size that is mapped.
+            # the name may now be another segment) and its size now.
             st = os.fstat(cached.fd)
-            if st.st_nlink and st.st_size == cached.size:
+            if st.st_nlink and st.st_size:
+                cached.size = st.st_size
                 self._maps.move_to_end(name)
                 return cached
             self._drop(name)
@@ -141,7 +149,7 @@ class SegmentReader:
         return mapping
 
     @staticmethod
-    def _attach(name: str, path: str) -> _Mapping:
+    def _attach(name: str, path: str) -> _Segment:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -166,16 +174,10 @@ class SegmentReader:
                 raise ShmError(
                     ErrorCode.SHM_UNAVAILABLE, f"segment {name!r} is empty or not a segment"
                 )
-            mm = mmap.mmap(fd, st.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-        except OSError as exc:
-            os.close(fd)
-            raise ShmError(
-                ErrorCode.SHM_UNAVAILABLE, f"segment {name!r} cannot be mapped: {exc.strerror}"
-            ) from None
         except BaseException:
             os.close(fd)
             raise
-        return _Mapping(fd, mm, st.st_size)
+        return _Segment(fd, st.st_size)
 
     def _drop(self, name: str) -> None:
         mapping = self._maps.pop(name, None)
@@ -183,7 +185,7 @@ class SegmentReader:
             mapping.close()
 
     def close(self) -> None:
-        """Unmap everything (never unlink: the segments are the client's)."""
+        """Close every descriptor (never unlink: the segments are the client's)."""
         while self._maps:
             _, mapping = self._maps.popitem()
             mapping.close()
