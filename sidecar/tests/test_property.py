@@ -140,3 +140,46 @@ def test_fast_path_agrees_with_the_exact_path(x: Any) -> None:
         np.testing.assert_array_equal(fast, exact)
     if exact is not None:
         np.testing.assert_array_equal(contract.parse_infer_body(body)[0], exact)
+
+
+@SETTINGS
+@given(x=near_windows())
+def test_the_type_checked_fast_path_agrees_with_the_exact_path(x: Any) -> None:
+    """Another key holding strings, null and booleans inside the array's byte span: the
+    fast path falls back to a type check of the values, and still agrees."""
+    body = dumps({"x": x, "tags": ["a", None, True]})
+    fast = contract._fast(orjson.loads(body)["x"], body, (100, 9))
+    seen = orjson.loads(body)["x"]
+    try:
+        contract._diagnose(seen, (100, 9), ["x"])
+        exact = np.array(seen, dtype=np.float64).astype(np.float32)
+    except contract.ContractError:
+        exact = None
+    if fast is not None:
+        assert exact is not None
+        np.testing.assert_array_equal(fast, exact)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"meta": "abc"}, {"tags": ["a", "b"], "null": None, "flag": True}, {"z": {"u": "a"}}],
+)
+def test_extra_keys_keep_the_fast_path(monkeypatch: pytest.MonkeyPatch, extra: Any) -> None:
+    """Issue 16, point 6: an extra key used to send every request to the exact walk."""
+    x = np.random.default_rng(1).standard_normal((100, 9)).astype(np.float32)
+    for body in (dumps({**extra, "x": x.tolist()}), dumps({"x": x.tolist(), **extra})):
+
+        def walk(*args: Any) -> None:
+            raise AssertionError("took the slow path")
+
+        monkeypatch.setattr(contract, "_diagnose", walk)
+        np.testing.assert_array_equal(contract.parse_infer_body(body)[0], x)
+    # A boolean or a numeric string inside x is still refused, with its place named.
+    monkeypatch.undo()
+    bad = x.tolist()
+    bad[3][4] = True
+    with pytest.raises(contract.ContractError, match=r"x\[3\]\[4\] must be a finite number"):
+        contract.parse_infer_body(dumps({"x": bad, "tags": ["a"]}))
+    bad[3][4] = "1.5"
+    with pytest.raises(contract.ContractError, match=r"x\[3\]\[4\] must be a finite number"):
+        contract.parse_infer_body(dumps({"x": bad}))

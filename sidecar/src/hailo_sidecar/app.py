@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from time import monotonic
 from typing import Any
 
+import anyio
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -52,6 +53,9 @@ ENDPOINTS = (
     "/openapi.json",
 )  # fmt: skip
 JSON = "application/json"
+# Bodies bigger than this (about three windows of JSON) are parsed in a worker thread,
+# so a 64-window batch does not hold /healthz and small requests on the event loop.
+PARSE_INLINE_BYTES = 64 * 1024
 CLIENT_CLOSED = 499  # the client went away before its answer (nginx's code)
 
 
@@ -241,6 +245,11 @@ def create_app(
 
     run = service.run
 
+    async def parse(fn: Any, body: bytes, *args: Any) -> Any:
+        if len(body) <= PARSE_INLINE_BYTES:
+            return fn(body, *args)
+        return await anyio.to_thread.run_sync(fn, body, *args)
+
     limit = cfg.max_body_bytes
 
     def model_response(body: bytes) -> Response:
@@ -281,7 +290,8 @@ def create_app(
     )
     async def infer(request: Request) -> Response:
         body = await read_json_body(request, limit)
-        latent, motifs = await run(contract.parse_infer_body(body), request.is_disconnected)
+        windows = await parse(contract.parse_infer_body, body)
+        latent, motifs = await run(windows, request.is_disconnected)
         return model_response(contract.encode_one(latent[0], motifs[0], service.model_fields))
 
     @route(
@@ -301,9 +311,8 @@ def create_app(
     )
     async def infer_batch(request: Request) -> Response:
         body = await read_json_body(request, limit)
-        latent, motifs = await run(
-            contract.parse_batch_body(body, max_batch), request.is_disconnected
-        )
+        windows = await parse(contract.parse_batch_body, body, max_batch)
+        latent, motifs = await run(windows, request.is_disconnected)
         return model_response(contract.encode_batch(latent, motifs, service.model_fields))
 
     # Match the hot routes first (FastAPI registers /openapi.json and /docs before them).

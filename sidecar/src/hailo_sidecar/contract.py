@@ -143,6 +143,9 @@ class ReadyResponse(BaseModel):
 
 
 # --------------------------------------------------------------------------- parsing
+_NUMBER_TYPES: Final = frozenset((float, int))
+
+
 def _loads(body: bytes) -> Any:
     if not body:
         raise ContractError(400, "empty_body", 'request body is empty; send JSON like {"x": [...]}')
@@ -169,18 +172,30 @@ def _field(obj: Any, key: str, example: str) -> Any:
 def _fast(value: Any, body: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     """The hot path: nested lists of JSON numbers -> float32 array of `shape`, or None.
 
-    None means "not sure": the caller then runs the exact check. Two byte scans
-    (memchr) rule out what numpy would silently convert: `null`, `true` and `false`
-    contain 'u' or 'a', which no JSON number does, and a '"' at or after the first
-    '[' means a string inside the array. What is left can only be lists, numbers
-    and empty objects, so checking each level's lengths (map(len), C) and letting
-    np.fromiter (C) reject anything that is not a number is enough.
+    None means "not sure": the caller then runs the exact check. numpy would silently
+    convert `true`/`false` and numeric strings, so those must be ruled out first:
+
+    - usually by three byte scans (memchr) of the body between its first '[' and its
+      last ']', where the array is: `null`, `true` and `false` contain 'u' or 'a',
+      which no JSON number does, and a '"' there means a string. Other keys outside
+      that span (`{"meta": "abc", "x": [...]}`) do not matter;
+    - else (e.g. another key holding an array of strings) by a type check of the
+      flattened values (every one a float or int), which costs more but still
+      avoids the exact walk.
+
+    What is left can only be lists, numbers and empty objects, so checking each
+    level's lengths (map(len), C) and letting np.fromiter (C) reject anything that
+    is not a number is enough.
     """
-    if b"u" in body or b"a" in body:
-        return None
     first = body.find(b"[")
-    if first < 0 or body.find(b'"', first) >= 0:
+    last = body.rfind(b"]")
+    if first < 0 or last < first:
         return None
+    clean = not (
+        body.find(b"u", first, last) >= 0
+        or body.find(b"a", first, last) >= 0
+        or body.find(b'"', first, last) >= 0
+    )
     if type(value) is not list or len(value) != shape[0]:
         return None
     level: list[Any] = value
@@ -190,6 +205,8 @@ def _fast(value: Any, body: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
                 return None
             level = list(chain.from_iterable(level))
         if list(map(len, level)).count(shape[-1]) != len(level):
+            return None
+        if not clean and not {*map(type, chain.from_iterable(level))} <= _NUMBER_TYPES:
             return None
         flat = np.fromiter(chain.from_iterable(level), dtype=np.float64, count=math.prod(shape))
     except (TypeError, ValueError):
