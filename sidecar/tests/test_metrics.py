@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -71,3 +75,38 @@ def test_stub_metrics_say_stub(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert re.search(r'sidecar_model_info\{backend="stub",model="stub",sha256="[0-9a-f]{64}"', text)
     assert value(text, "sidecar_inference_duration_seconds_count", backend="stub") == 1
+
+
+def test_process_queue_and_error_metrics(client: TestClient) -> None:
+    """Issue 16, point 9: process figures, errors by code, in-flight and queued gauges."""
+    assert client.post("/infer", json={"x": [[0.0] * 9] * 99}).status_code == 422
+    text = client.get("/metrics").text
+    got = samples(text)
+    names = {name for name, _ in got}
+    for name in (
+        "process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total",
+        "sidecar_inference_in_flight", "sidecar_inference_queued", "sidecar_healthy",
+        "sidecar_backend_consecutive_failures", "sidecar_backend_oldest_call_seconds",
+        "sidecar_ipc_up",
+    ):  # fmt: skip
+        assert name in names, name
+    assert value(text, "process_resident_memory_bytes") > 0
+    assert value(text, "sidecar_inference_in_flight") == 0
+    assert value(text, "sidecar_healthy") == 1
+    # Bad input is the client's error, not an inference error.
+    assert not any(n == "sidecar_inference_errors_total" for n, _ in got)
+
+
+def test_metrics_pass_promtool_check(client: TestClient, tmp_path: Any) -> None:
+    """`promtool check metrics` (Prometheus' own linter) when it is installed (Debian:
+    the prometheus package); the text always parses with prometheus-client's parser."""
+    client.post("/infer", json=GOOD)
+    text = client.get("/metrics").text
+    assert list(text_string_to_metric_families(text))
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    out = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
