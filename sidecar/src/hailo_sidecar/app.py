@@ -1,4 +1,4 @@
-"""The HTTP face of the sidecar: FastAPI app factory and lifespan.
+"""The HTTP face of the sidecar: the app factory, its lifespan and routes (Starlette).
 
     POST /infer        {"x": [[9 floats] x 100]}
                        -> {"latent", "motif_scores", "model", "version", "sha256"}
@@ -9,15 +9,16 @@
     GET  /readyz       readiness: 200 when ready and healthy, 503 {"ready": false, "reason"}
     GET  /livez        pure liveness: 200 while the process answers at all
     GET  /metrics      Prometheus text format
-    GET  /docs, /openapi.json   the contract, as FastAPI serves it
+    GET  /docs, /openapi.json   the contract (openapi.py: built with FastAPI on first use)
 
 Beside HTTP, on the same event loop and the same Service, the Unix-socket IPC server
 (ipc/server.py) listens on SOCKET_PATH; the lifespan starts and stops it.
 
-The inference routes take the raw `Request` and return a prebuilt `Response`, so
-FastAPI does no per-value validation or serialisation on the hot path: the body
-goes through `contract.parse_*` (orjson + numpy) and the result through orjson.
-The Pydantic models in `contract` describe the same shapes for OpenAPI.
+Plain Starlette routes: each takes the raw `Request` and returns a prebuilt
+`Response`; the body goes through `contract.parse_*` (orjson + numpy) and the result
+through orjson. Admission, deadlines and health are the Service's (`Service.run`),
+shared with IPC. FastAPI and pydantic are not imported to serve: they cost about
+300 ms of a cold start; openapi.py loads them for the document only.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from typing import Any
 
 import anyio
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from fastapi.routing import APIRoute
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.routing import request_response
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
-from . import __version__, contract
+from . import contract
 from .admission import ClientGoneError, RefusedError
 from .backends import BackendError
 from .config import Config
@@ -112,52 +113,6 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-class RawRoute(APIRoute):
-    """A route FastAPI documents in OpenAPI but runs as a plain `(Request) -> Response` handler.
-
-    No dependency solving, body validation or response serialisation per request,
-    and Starlette's request wrapper instead of FastAPI's (no per-request exit
-    stacks: these handlers have no dependencies): the inference handlers do their
-    own parsing and encoding (contract.parse_*, contract.encode_*).
-    """
-
-    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        self.app = request_response(endpoint)
-
-    def get_route_handler(self) -> Any:
-        return self.endpoint
-
-
-def _openapi_body(model: type[Any], example: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema()
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {JSON: {"schema": schema, "example": example}},
-        }
-    }
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": contract.ErrorResponse, "description": "Empty or non-JSON body"},
-    413: {"model": contract.ErrorResponse, "description": "Body over MAX_BODY_BYTES"},
-    415: {"model": contract.ErrorResponse, "description": "Content-Type is not application/json"},
-    422: {
-        "model": contract.ErrorResponse,
-        "description": "Wrong shape, type or a non-finite value",
-    },
-    503: {"model": contract.ErrorResponse, "description": "Not ready (reason in detail)"},
-}
-_MODEL_HEADERS = {
-    "X-Model-Version": {"description": "Model version", "schema": {"type": "string"}},
-    "X-Model-Sha256": {
-        "description": "sha256 of the loaded artifact",
-        "schema": {"type": "string"},
-    },
-}
-
-
 async def start_ipc(service: Service, cfg: Config, metrics: Metrics) -> IpcServer | None:
     """The Unix-socket server beside HTTP (SOCKET_PATH).
 
@@ -190,14 +145,14 @@ async def start_ipc(service: Service, cfg: Config, metrics: Metrics) -> IpcServe
 
 def create_app(
     config: Config | None = None, *, backend_factory: BackendFactory | None = None
-) -> FastAPI:
+) -> Starlette:
     """Build the app. The model is loaded, verified and warmed up in the lifespan."""
     cfg = config if config is not None else Config.from_env()
     metrics = Metrics(ENDPOINTS)
     service = Service(cfg, metrics, backend_factory)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start()
         ipc = await start_ipc(service, cfg, metrics)
         app.state.ipc = ipc
@@ -216,7 +171,7 @@ def create_app(
         try:
             yield
         finally:
-            # Drain: readiness 503 first (SIGTERM already did it: server.py), the
+            # Drain: readiness 503 first (SIGTERM already did it: http_server.py), the
             # requests still here finish (HTTP's are waited for by uvicorn), the IPC
             # replies are sent, then the backend is closed.
             service.begin_drain()
@@ -228,103 +183,35 @@ def create_app(
                 log.warning("drain: requests still running after %.1f s; closing anyway", bound)
             service.close()
 
-    app = FastAPI(
-        title="hailo-sidecar",
-        version=__version__,
-        summary="TCN encoder inference: a window of 100 x 9 IMU samples -> latent + motif scores",
-        lifespan=lifespan,
-        # Metrics are Prometheus (/metrics); FastAPI's native OpenTelemetry hooks cost
-        # three provider look-ups per request even when nothing is configured.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-    )
-    app.state.service = service
-    app.state.metrics = metrics
-    app.state.ipc = None
-    app.state.config = cfg
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-
     run = service.run
+    limit = cfg.max_body_bytes
+    max_batch = cfg.max_batch
 
     async def parse(fn: Any, body: bytes, *args: Any) -> Any:
         if len(body) <= PARSE_INLINE_BYTES:
             return fn(body, *args)
         return await anyio.to_thread.run_sync(fn, body, *args)
 
-    limit = cfg.max_body_bytes
-
     def model_response(body: bytes) -> Response:
         response = Response(body, media_type=JSON)
         response.raw_headers.extend(service.raw_headers)  # X-Model-*: encoded once
         return response
 
-    def route(path: str, **kwargs: Any) -> Any:
-        def register(endpoint: Any) -> Any:
-            app.router.add_api_route(
-                path,
-                endpoint,
-                methods=["POST"],
-                response_class=Response,
-                route_class_override=RawRoute,
-                **kwargs,
-            )
-            return endpoint
-
-        return register
-
-    max_batch = cfg.max_batch
-
-    @route(
-        "/infer",
-        responses={
-            200: {
-                "model": contract.InferResponse,
-                "description": "The window's result",
-                "headers": _MODEL_HEADERS,
-            },
-            **_ERRORS,
-        },
-        openapi_extra=_openapi_body(
-            contract.InferRequest, {"x": [[0.0] * contract.CHANNELS] * contract.WINDOW}
-        ),
-        summary="Infer one window",
-    )
+    # ------------------------------------------------------------------ inference
     async def infer(request: Request) -> Response:
         body = await read_json_body(request, limit)
         windows = await parse(contract.parse_infer_body, body)
         latent, motifs = await run(windows, request.is_disconnected)
         return model_response(contract.encode_one(latent[0], motifs[0], service.model_fields))
 
-    @route(
-        "/infer/batch",
-        responses={
-            200: {
-                "model": contract.BatchResponse,
-                "description": "One result per window",
-                "headers": _MODEL_HEADERS,
-            },
-            **_ERRORS,
-        },
-        openapi_extra=_openapi_body(
-            contract.BatchRequest, {"windows": [[[0.0] * contract.CHANNELS] * contract.WINDOW]}
-        ),
-        summary=f"Infer up to MAX_BATCH ({max_batch}) windows",
-    )
     async def infer_batch(request: Request) -> Response:
         body = await read_json_body(request, limit)
         windows = await parse(contract.parse_batch_body, body, max_batch)
         latent, motifs = await run(windows, request.is_disconnected)
         return model_response(contract.encode_batch(latent, motifs, service.model_fields))
 
-    # Match the hot routes first (FastAPI registers /openapi.json and /docs before them).
-    app.router.routes.sort(key=lambda r: not isinstance(r, RawRoute))
-
-    @app.get(
-        "/healthz",
-        response_model=contract.HealthResponse,
-        responses={503: {"description": "The backend is failing or stalled (reason)"}},
-        summary="Health: the process serves and its backend is not failing or stalled",
-    )
-    async def healthz() -> Response:
+    # ------------------------------------------------------------------ health
+    async def healthz(request: Request) -> Response:
         info = service.info
         problem = service.health_problem()
         body = {
@@ -338,19 +225,10 @@ def create_app(
             body["reason"] = problem
         return _json(body, 200 if problem is None else 503)
 
-    @app.get("/livez", summary="Liveness only: 200 while the process answers")
-    async def livez() -> Response:
+    async def livez(request: Request) -> Response:
         return _json({"ok": True})
 
-    @app.get(
-        "/readyz",
-        response_model=contract.ReadyResponse,
-        responses={
-            503: {"model": contract.ReadyResponse, "description": "Not ready, with the reason"}
-        },
-        summary="Readiness: model loaded, sha256 verified, warm-up passed",
-    )
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         info = service.info
         ready, reason = service.readiness()
         body = {
@@ -364,30 +242,45 @@ def create_app(
         }
         return _json(body, 200 if ready else 503)
 
-    @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.exception_handler(ContractError)
-    async def on_contract_error(request: Request, exc: ContractError) -> Response:
+    # ------------------------------------------------------------------ documents
+    documents: dict[str, bytes] = {}
+
+    async def openapi_json(request: Request) -> Response:
+        if "openapi" not in documents:
+            from . import openapi
+
+            documents["openapi"] = orjson.dumps(openapi.build(max_batch))
+        return Response(documents["openapi"], media_type=JSON)
+
+    async def docs(request: Request) -> Response:
+        if "docs" not in documents:
+            from . import openapi
+
+            documents["docs"] = openapi.docs_html()
+        return HTMLResponse(documents["docs"])
+
+    # ------------------------------------------------------------------ errors
+    async def on_contract_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ContractError)
         response = _error(exc.status, exc.code, exc.message, exc.loc)
         if isinstance(exc, BodyNotReadError):
             response.headers["connection"] = "close"
         return response
 
-    @app.exception_handler(ClientDisconnect)
-    async def on_client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+    async def on_client_disconnect(request: Request, exc: Exception) -> Response:
         # The client left in the middle of its body: nobody to answer; 499 in the
         # metrics (nginx's "client closed request"), not a 5xx, and no traceback.
         log.debug("client disconnected before sending its whole body")
         return Response(status_code=CLIENT_CLOSED)
 
-    @app.exception_handler(NotReadyError)
-    async def on_not_ready(request: Request, exc: NotReadyError) -> Response:
+    async def on_not_ready(request: Request, exc: Exception) -> Response:
         return _error(503, "not_ready", f"the sidecar is not ready: {exc}")
 
-    @app.exception_handler(RefusedError)
-    async def on_refused(request: Request, exc: RefusedError) -> Response:
+    async def on_refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RefusedError)
         if isinstance(exc, ClientGoneError):
             return Response(status_code=CLIENT_CLOSED)
         response = _error(503, exc.code, exc.message)
@@ -395,16 +288,41 @@ def create_app(
             response.headers["retry-after"] = str(exc.retry_after)
         return response
 
-    @app.exception_handler(BackendError)
-    async def on_backend_error(request: Request, exc: BackendError) -> Response:
+    async def on_backend_error(request: Request, exc: Exception) -> Response:
         log.error("inference failed: %s", exc)
         return _error(503, "inference_failed", str(exc))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
         response = _error(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
         return response
 
+    app = Starlette(
+        routes=[
+            Route("/infer", infer, methods=["POST"]),
+            Route("/infer/batch", infer_batch, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
+            Route("/metrics", prometheus_metrics, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
+        ],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        exception_handlers={
+            ContractError: on_contract_error,
+            ClientDisconnect: on_client_disconnect,
+            NotReadyError: on_not_ready,
+            RefusedError: on_refused,
+            BackendError: on_backend_error,
+            StarletteHTTPException: on_http_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.ipc = None
+    app.state.config = cfg
     return app
