@@ -134,3 +134,33 @@ def test_python_m_refuses_to_start_with_a_clear_message() -> None:
         "hailo-sidecar: configuration error: PORT='http' is invalid: expected an integer from 1 "
         "to 65535",
     ]
+
+
+def test_load_and_fault_settings() -> None:
+    d = Config.from_env({})
+    assert (d.unhealthy_after_failures, d.stall_after_ms, d.wedge_exit_after_ms) == (3, 5000, 30000)
+    assert (d.max_queue, d.request_deadline_ms, d.retry_after_s) == (32, 2000, 1)
+    assert (d.http_max_connections, d.http_max_header_bytes) == (256, 32768)
+    assert (d.http_header_timeout_ms, d.http_body_timeout_ms, d.http_keepalive_s) == (
+        10000, 10000, 5
+    )  # fmt: skip
+    assert (d.drain_timeout_ms, d.ipc_required, d.inline_max_windows) == (8000, False, 8)
+    c = Config.from_env({
+        "UNHEALTHY_AFTER_FAILURES": "5", "STALL_AFTER_MS": "2500", "WEDGE_EXIT_AFTER_MS": "0",
+        "MAX_QUEUE": "0", "REQUEST_DEADLINE_MS": "150", "RETRY_AFTER_S": "7",
+        "HTTP_MAX_CONNECTIONS": "10", "HTTP_MAX_HEADER_BYTES": "8192",
+        "HTTP_HEADER_TIMEOUT_MS": "500", "HTTP_BODY_TIMEOUT_MS": "700", "HTTP_KEEPALIVE_S": "2",
+        "DRAIN_TIMEOUT_MS": "3000", "IPC_REQUIRED": "yes", "INLINE_MAX_WINDOWS": "0",
+    })  # fmt: skip
+    assert (c.unhealthy_after_failures, c.stall_after_ms, c.wedge_exit_after_ms) == (5, 2500, 0)
+    assert (c.max_queue, c.request_deadline_ms, c.retry_after_s) == (0, 150, 7)
+    assert (c.http_max_connections, c.http_max_header_bytes, c.http_keepalive_s) == (10, 8192, 2)
+    assert (c.http_header_timeout_ms, c.http_body_timeout_ms) == (500, 700)
+    assert (c.drain_timeout_ms, c.ipc_required, c.inline_max_windows) == (3000, True, 0)
+    with pytest.raises(ConfigError) as exc:
+        Config.from_env({"STALL_AFTER_MS": "5", "HTTP_MAX_HEADER_BYTES": "10", "IPC_REQUIRED": "?"})
+    assert sorted(exc.value.problems) == [
+        "HTTP_MAX_HEADER_BYTES='10' is invalid: expected an integer from 1024 to 2**24",
+        "IPC_REQUIRED='?' is invalid: expected one of 1/true/yes/on, 0/false/no/off",
+        "STALL_AFTER_MS='5' is invalid: expected an integer from 10 to 3600000",
+    ]
