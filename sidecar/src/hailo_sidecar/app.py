@@ -10,6 +10,7 @@
     GET  /livez        pure liveness: 200 while the process answers at all
     GET  /metrics      Prometheus text format
     GET  /docs, /openapi.json   the contract (openapi.py: built with FastAPI on first use)
+    /v2/...            the Open Inference Protocol (KServe V2), v2.py
 
 Beside HTTP, on the same event loop and the same Service, the Unix-socket IPC server
 (ipc/server.py) listens on SOCKET_PATH; the lifespan starts and stops it.
@@ -38,11 +39,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from . import contract
+from . import contract, v2
 from .admission import ClientGoneError, RefusedError
 from .backends import BackendError
 from .config import Config
 from .contract import ContractError
+from .http_body import BodyNotReadError, read_json_body
 from .ipc.server import IpcServer, IpcSetupError
 from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from .service import BackendFactory, NotReadyError, Service
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINTS = (
     "/infer", "/infer/batch", "/healthz", "/readyz", "/livez", "/metrics", "/docs",
-    "/openapi.json",
+    "/openapi.json", "/v2", "/v2/health/live", "/v2/health/ready",
 )  # fmt: skip
 JSON = "application/json"
 # Bodies bigger than this (about three windows of JSON) are parsed in a worker thread,
@@ -66,51 +68,6 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _error(status: int, code: str, detail: str, loc: list[str | int] | None = None) -> Response:
     return _json({"error": code, "detail": detail, "loc": loc}, status)
-
-
-class BodyNotReadError(ContractError):
-    """Refused before the whole body was read: the response closes the connection, so
-    the server does not go on reading (and discarding) a body nobody wants."""
-
-
-async def read_json_body(request: Request, limit: int) -> bytes:
-    """The request body, if its Content-Type is JSON and it is at most `limit` bytes."""
-    headers = request.headers
-    ctype = headers.get("content-type")
-    if ctype is None:
-        raise BodyNotReadError(
-            415, "unsupported_media_type", "Content-Type is missing; send application/json"
-        )
-    media = ctype.split(";", 1)[0].strip().lower()
-    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
-        raise BodyNotReadError(
-            415, "unsupported_media_type", f"Content-Type must be application/json, got {ctype!r}"
-        )
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise BodyNotReadError(
-                400, "bad_content_length", f"Content-Length {length!r} is not a number"
-            )
-        if int(length) > limit:
-            raise BodyNotReadError(
-                413,
-                "body_too_large",
-                f"request body is {int(length)} bytes, the limit is {limit} (MAX_BODY_BYTES)",
-            )
-        return await request.body()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyNotReadError(
-                413,
-                "body_too_large",
-                f"request body is over the limit of {limit} bytes (MAX_BODY_BYTES)",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def start_ipc(service: Service, cfg: Config, metrics: Metrics) -> IpcServer | None:
@@ -309,6 +266,7 @@ def create_app(
             Route("/metrics", prometheus_metrics, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/docs", docs, methods=["GET"]),
+            *v2.routes(service, max_batch, limit),  # the Open Inference Protocol (KServe V2)
         ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={

@@ -233,6 +233,15 @@ def _diagnose(value: Any, shape: tuple[int, ...], loc: list[str | int]) -> None:
             )
 
 
+def parse_values(
+    value: Any, body: bytes, shape: tuple[int, ...], loc: list[str | int]
+) -> np.ndarray:
+    """Parsed JSON nested lists (or a flat list, for shape (n,)) -> float32 array of
+    `shape`, with the same fast path and exact messages as the bodies below. `body` is
+    the JSON text `value` came from (for the fast path's byte scans)."""
+    return _to_windows(value, body, shape, loc)
+
+
 def parse_infer_body(body: bytes) -> np.ndarray:
     """`{"x": [[9 numbers] x 100]}` -> float32 array of shape (1, WINDOW, CHANNELS)."""
     x = _field(_loads(body), "x", '{"x": [[9 numbers] x 100]}')

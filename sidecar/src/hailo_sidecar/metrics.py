@@ -171,6 +171,26 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _v2_template(path: str) -> str:
+    """/v2/models/NAME[/versions/V][/ready|/infer] -> the same with {name} and {version}
+    (the label stays bounded whatever names clients send)."""
+    parts = path.split("/")  # "", "v2", "models", NAME, ...
+    parts[3] = "{name}"
+    if len(parts) > 5 and parts[4] == "versions":
+        parts[5] = "{version}"
+    tail = parts[4:]
+    if tail not in (
+        [],
+        ["ready"],
+        ["infer"],
+        ["versions", "{version}"],
+        ["versions", "{version}", "ready"],
+        ["versions", "{version}", "infer"],
+    ):
+        return "other"
+    return "/".join(parts)
+
+
 class MetricsMiddleware:
     """Count and time every HTTP request; unknown paths are labelled 'other'."""
 
@@ -195,5 +215,10 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             path = scope["path"]
-            endpoint = path if path in self.metrics.endpoints else "other"
+            if path in self.metrics.endpoints:
+                endpoint = path
+            elif path.startswith("/v2/models/"):
+                endpoint = _v2_template(path)
+            else:
+                endpoint = "other"
             self.metrics.observe_request(endpoint, scope["method"], status, perf_counter() - start)
