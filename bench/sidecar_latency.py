@@ -24,7 +24,12 @@ What it measures, in one run:
                   client_api  the same three through hailo_sidecar.client (HttpClient,
                               UdsClient.infer, UdsClient.infer_shm): what a Python caller
                               sees, request encoding and reply decoding included
+  http also       on the two sidecars, at concurrency 1 and 16: {stub,onnx}_v2_json and
+                  {stub,onnx}_v2_binary (POST /v2/models/NAME/infer, the Open Inference
+                  Protocol: JSON data, and the binary tensor data extension both ways) and
+                  {stub,onnx}_uds (the Unix socket, inline frame; c16: 16 connections)
   cold_start      process start -> first 200 on /readyz, in ms (stub, onnx, bare)
+  ratios          the closing note's ratios: each door vs HTTP /infer, sidecar vs bare parse
   targets         the issues' targets and whether this run met them
 
 The client is a plain socket (concurrency 1) or asyncio streams (16) sending a
@@ -83,12 +88,29 @@ def window_body(seed: int = 7) -> bytes:
     return orjson.dumps({"x": x.tolist()})
 
 
-def request_bytes(path: str, body: bytes) -> bytes:
+def request_bytes(path: str, body: bytes, extra: str = "") -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{extra}Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
+
+
+def v2_requests(model: str, seed: int = 7) -> dict[str, bytes]:
+    """The same window as `window_body` through the Open Inference Protocol (KServe V2):
+    JSON in and out, and the binary tensor data extension in and out."""
+    x = np.random.default_rng(seed).standard_normal((100, 9)).astype(np.float32)
+    path = f"/v2/models/{model}/infer"
+    tensor = {"name": "x", "datatype": "FP32", "shape": [1, 100, 9]}
+    as_json = orjson.dumps({"inputs": [{**tensor, "data": x.reshape(-1).tolist()}]})
+    header = orjson.dumps({
+        "inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
+        "parameters": {"binary_data_output": True},
+    })  # fmt: skip
+    binary = request_bytes(
+        path, header + x.tobytes(), f"Inference-Header-Content-Length: {len(header)}\r\n"
+    )
+    return {"v2_json": request_bytes(path, as_json), "v2_binary": binary}
 
 
 def percentiles(samples_ns: list[int], unit: float = 1e6) -> dict[str, float]:
@@ -270,6 +292,39 @@ def run_uds(
             if i >= warmup:
                 lat.append(t1 - t0)
         wall = time.perf_counter() - start
+    return lat, wall
+
+
+async def _uds_conn(path: Path, frame: bytes, n: int, lat: list[int]) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            writer.write(frame)
+            head = await reader.readexactly(32)
+            (plen,) = struct.unpack_from("<I", head, 24)
+            await reader.readexactly(plen)
+            lat.append(time.perf_counter_ns() - t0)
+            if head[5] != 0x81:
+                raise RuntimeError("IPC error reply")
+    finally:
+        writer.close()
+
+
+def run_uds_concurrent(
+    path: Path, frame: bytes, n: int, concurrency: int, warmup: int
+) -> tuple[list[int], float]:
+    """Concurrency > 1 on the Unix socket: that many connections, each back to back."""
+
+    async def go(per_conn: int, lat: list[int]) -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(_uds_conn(path, frame, per_conn, lat) for _ in range(concurrency)))
+        return time.perf_counter() - t0
+
+    with asyncio.Runner() as runner:
+        runner.run(go(max(1, warmup // concurrency), []))
+        lat: list[int] = []
+        wall = runner.run(go(max(1, n // concurrency), lat))
     return lat, wall
 
 
@@ -467,6 +522,27 @@ def ipc_targets(ipc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def closing_ratios(http: dict[str, Any]) -> dict[str, Any]:
+    """The closing note's ratios (p50 and p95; c1 and c16): every door against HTTP
+    /infer on the same backend, and each sidecar door against the bare parse floor."""
+    out: dict[str, Any] = {}
+    for mode in ("stub", "onnx"):
+        for door in ("v2_json", "v2_binary", "uds"):
+            for c in ("c1", "c16"):
+                a, b = http[f"{mode}_{door}"][c], http[mode][c]
+                out[f"{mode}_{door}_vs_http_{c}"] = {
+                    "p50": round(a["p50"] / b["p50"], 2), "p95": round(a["p95"] / b["p95"], 2),
+                    "rps": round(a["rps"] / b["rps"], 2),
+                }  # fmt: skip
+        for c in ("c1", "c16"):
+            a, b = http[mode][c], http["bare"][c]
+            out[f"{mode}_http_vs_bare_parse_{c}"] = {
+                "p50": round(a["p50"] / b["p50"], 2), "p95": round(a["p95"] / b["p95"], 2),
+                "rps": round(a["rps"] / b["rps"], 2),
+            }  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000, help="measured requests per case")
@@ -508,7 +584,11 @@ def main(argv: list[str] | None = None) -> None:
             else sidecar_server(name, free_port(), work)
             for name in names
         }
-        lat: dict[tuple[str, int], list[int]] = {(n, c): [] for n in names for c in (1, 16)}
+        # Beside /infer on every server: on the two sidecars, V2 JSON, V2 binary and the
+        # Unix socket (inline frame), each at concurrency 1 and 16, in the same rounds.
+        doors = ("v2_json", "v2_binary", "uds")
+        variants = [*names, *(f"{m}_{d}" for m in ("stub", "onnx") for d in doors)]
+        lat: dict[tuple[str, int], list[int]] = {(n, c): [] for n in variants for c in (1, 16)}
         round_p95: dict[tuple[str, int], list[float]] = {k: [] for k in lat}
         wall: dict[tuple[str, int], float] = dict.fromkeys(lat, 0.0)
         ipc_lat: dict[tuple[str, str], list[int]] = {
@@ -524,6 +604,7 @@ def main(argv: list[str] | None = None) -> None:
             for server in servers.values():
                 server.start()
             ipc = {n: IpcCases(servers[n]) for n in ("stub", "onnx")}
+            v2 = {"stub": v2_requests("stub"), "onnx": v2_requests("tcn_encoder")}
             for r in range(args.rounds):
                 log(f"http round {r + 1}/{args.rounds}...")
                 order = names[r % 3 :] + names[: r % 3]
@@ -538,6 +619,27 @@ def main(argv: list[str] | None = None) -> None:
                         wall[(name, c)] += secs
                         round_p95[(name, c)].append(percentiles(got)["p95"])
                     if name in ipc:
+                        for door in doors:
+                            key = f"{name}_{door}"
+                            for c in (1, 16):
+                                w = args.warmup // 3
+                                if door == "uds":
+                                    frame, path = ipc[name].inline, ipc[name].path
+                                    if c == 1:
+                                        got, secs = run_uds(
+                                            path, lambda i, f=frame: f, per_round, w
+                                        )
+                                    else:
+                                        got, secs = run_uds_concurrent(path, frame, per_round, c, w)
+                                elif c == 1:
+                                    got, secs = run_sequential(port, v2[name][door], per_round, w)
+                                else:
+                                    got, secs = run_concurrent(
+                                        port, v2[name][door], per_round, c, w
+                                    )
+                                lat[(key, c)] += got
+                                wall[(key, c)] += secs
+                                round_p95[(key, c)].append(percentiles(got)["p95"])
                         for case in IPC_CASES:
                             before = backend_totals(servers[name].port)
                             got, _ = ipc[name].run(case, per_round, args.warmup // 3)
@@ -551,7 +653,7 @@ def main(argv: list[str] | None = None) -> None:
                 cases.close()
             for server in servers.values():
                 server.stop()
-        for name in names:
+        for name in variants:
             http[name] = {
                 f"c{c}": {
                     **percentiles(lat[(name, c)]),
@@ -605,6 +707,7 @@ def main(argv: list[str] | None = None) -> None:
         },
     }
     result["targets"].update(ipc_targets(result["ipc"]))
+    result["ratios"] = closing_ratios(http)
     result["machine"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(result, indent=2))
 

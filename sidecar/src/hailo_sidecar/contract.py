@@ -142,15 +142,21 @@ def _fast(value: Any, body: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
         return None
     level: list[Any] = value
     try:
-        for size in shape[1:-1]:
-            if list(map(len, level)).count(size) != len(level):
+        if len(shape) == 1:  # a flat list of values (V2 data)
+            values: Any = value
+        else:
+            for size in shape[1:-1]:
+                if list(map(len, level)).count(size) != len(level):
+                    return None
+                level = list(chain.from_iterable(level))
+            if list(map(len, level)).count(shape[-1]) != len(level):
                 return None
-            level = list(chain.from_iterable(level))
-        if list(map(len, level)).count(shape[-1]) != len(level):
+            values = list(chain.from_iterable(level)) if not clean else None
+        if not clean and not {*map(type, values)} <= _NUMBER_TYPES:
             return None
-        if not clean and not {*map(type, chain.from_iterable(level))} <= _NUMBER_TYPES:
-            return None
-        flat = np.fromiter(chain.from_iterable(level), dtype=np.float64, count=math.prod(shape))
+        if values is None:
+            values = chain.from_iterable(level)
+        flat = np.fromiter(values, dtype=np.float64, count=math.prod(shape))
     except (TypeError, ValueError):
         return None
     # JSON numbers are finite doubles (orjson refuses inf/NaN); float32 holds them if
