@@ -149,3 +149,24 @@ def test_the_keepalive_connection_is_reused_and_closed_when_idle(live: Live) -> 
             assert read_response(s)[0] == 200
         s.settimeout(10)
         assert closed(s)  # after HTTP_KEEPALIVE_S / HTTP_HEADER_TIMEOUT_MS of silence
+
+
+def test_a_pipelined_head_waiting_behind_a_slow_answer_is_not_timed_out() -> None:
+    """The head timer must not fire into the middle of the previous response."""
+    import time
+
+    from .test_admission import GatedBackend
+
+    backend = GatedBackend()
+    with (
+        live_server(LIMITS, backend_factory=lambda c, *a, **k: backend) as live,
+        live.connect() as s,
+    ):
+        second = request_bytes("GET", "/livez")
+        s.sendall(request_bytes("POST", "/infer", orjson.dumps(GOOD)) + second[:10])
+        wait_for(lambda: backend.calls == 1)
+        time.sleep(3 * LIMITS.http_header_timeout_ms / 1000)  # the first answer is slow
+        backend.gate.set()
+        assert read_response(s)[0] == 200
+        s.sendall(second[10:])
+        assert read_response(s)[0] == 200

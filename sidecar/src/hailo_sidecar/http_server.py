@@ -69,6 +69,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if what == "head":
+            if self.cycle is not None and not self.cycle.response_complete:
+                # A pipelined head waits (uvicorn paused reading) while the previous
+                # request is answered: not this client's delay. Look again later.
+                self._arm(self.header_timeout, "head")
+                return
             self._close(408, "request_timeout", "the request head did not arrive in time "
                         f"(HTTP_HEADER_TIMEOUT_MS={self.header_timeout * 1000:.0f})")  # fmt: skip
             return
