@@ -118,7 +118,9 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> None:
 class SidecarProcess:
     """`python -m hailo_sidecar` with HTTP on a free port and IPC on `sock`."""
 
-    def __init__(self, env: dict[str, str], sock: Path, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], sock: Path, log: Path, argv: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.sock = sock
@@ -128,7 +130,7 @@ class SidecarProcess:
             "SOCKET_PATH": str(sock), **env,
         }  # fmt: skip
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hailo_sidecar"],
+            argv or [sys.executable, "-m", "hailo_sidecar"],
             env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 

@@ -8,16 +8,19 @@ process and its signal are covered by test_server.py and test_client.py.
 from __future__ import annotations
 
 import signal
+import socket
+import sys
 import threading
 import time
 from pathlib import Path
 
+import orjson
 from hailo_sidecar.config import Config
 from hailo_sidecar.ipc import framing
 from hailo_sidecar.ipc.framing import MsgType
 
-from .ipc_helpers import RawConn, wait_for
-from .live import live_server, read_response
+from .ipc_helpers import RawConn, SidecarProcess, wait_for
+from .live import live_server, read_response, request_bytes
 from .test_admission import GatedBackend, W, send
 
 
@@ -62,3 +65,55 @@ def test_drain_is_bounded_when_a_call_never_returns(sock_dir: Path) -> None:
         http.close()
     backend.gate.set()
     assert time.monotonic() - start < 15
+
+
+SLOW_SIDECAR = """
+import os, sys, time
+import hailo_sidecar.service as service
+from hailo_sidecar.backends.stub import StubBackend
+
+class Slow(StubBackend):  # a device-like backend whose calls take SLOW_S seconds
+    offload = True
+    warm = False
+
+    def warm_up(self):
+        super().warm_up()
+        self.warm = True
+
+    def infer(self, windows):
+        if self.warm:
+            time.sleep(float(os.environ["SLOW_S"]))
+        return super().infer(windows)
+
+service.create_backend = lambda cfg, *a, **k: Slow(cfg.num_motifs)
+from hailo_sidecar.__main__ import main
+sys.exit(main())
+"""
+
+
+def test_a_real_sigterm_drains_http_and_ipc(sock_dir: Path, tmp_path: Path) -> None:
+    """`python -m hailo_sidecar` (with a slow device-like backend) gets SIGTERM while an
+    HTTP request runs and an IPC request waits: both are answered, then it exits."""
+    sock = sock_dir / "s.sock"
+    proc = SidecarProcess(
+        {"SLOW_S": "0.5", "DRAIN_TIMEOUT_MS": "8000"}, sock, tmp_path / "log",
+        argv=[sys.executable, "-c", SLOW_SIDECAR],
+    )  # fmt: skip
+    try:
+        proc.wait_ready()
+        http = socket.create_connection(("127.0.0.1", proc.port), timeout=20)
+        http.sendall(request_bytes("POST", "/infer", orjson.dumps({"x": W.tolist()})))
+        ipc = RawConn(sock, timeout=20)
+        time.sleep(0.1)  # the HTTP request has the backend; the IPC one queues behind it
+        ipc.send(framing.infer_frame(3, W[None].astype("<f4")))
+        time.sleep(0.1)
+        proc.proc.send_signal(signal.SIGTERM)
+        assert read_response(http)[0] == 200
+        reply = ipc.recv()
+        assert (reply.type, reply.request_id) == (MsgType.RESULT, 3)
+        assert proc.proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        proc.stop()
+    log = (tmp_path / "log").read_text()
+    assert log.index("draining: readiness is 503") < log.index("Shutting down")
+    assert "Traceback" not in log
