@@ -9,9 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hailo_sidecar import watchdog
 from hailo_sidecar.backends import BackendError
@@ -19,7 +21,8 @@ from hailo_sidecar.backends.stub import StubBackend
 from hailo_sidecar.config import Config
 
 from .conftest import client_for, make_window
-from .ipc_helpers import wait_for
+from .ipc_helpers import SidecarProcess, wait_for
+from .live import get, post_json
 
 GOOD = {"x": make_window(4).tolist()}
 
@@ -150,3 +153,32 @@ def test_failures_count_towards_the_wedge_only_in_a_row() -> None:
     assert h.wedged_for() == 5.0
     h.end(h.begin())
     assert (h.problem(), h.wedged_for(), h.failures) == (None, 0.0, 0)
+
+
+def test_a_real_process_with_a_wedged_device_says_so_then_exits_4(
+    sock_dir: Path, tmp_path: Path
+) -> None:
+    """End to end: the call never returns; /healthz turns 503 with the reason while the
+    process still answers, then it exits with status 4 for the restart policy."""
+    from .test_drain import SLOW_SIDECAR
+
+    env = {
+        "SLOW_S": "3600", "STALL_AFTER_MS": "100", "REQUEST_DEADLINE_MS": "200",
+        "WEDGE_EXIT_AFTER_MS": "1000",
+    }  # fmt: skip
+    proc = SidecarProcess(
+        env, sock_dir / "s.sock", tmp_path / "log", argv=[sys.executable, "-c", SLOW_SIDECAR]
+    )
+    try:
+        proc.wait_ready()
+        status, _, body = post_json(proc.port, "/infer", GOOD)
+        assert (status, body["error"]) == (503, "deadline_exceeded")
+        status, _, raw = get(proc.port, "/healthz")
+        assert status == 503
+        assert orjson.loads(raw)["reason"].startswith("backend stalled: a call has been running")
+        assert proc.proc.wait(20) == watchdog.EXIT_WEDGED
+    finally:
+        proc.stop()
+    assert (
+        "exiting (status 4): the backend has been unhealthy for" in (tmp_path / "log").read_text()
+    )
