@@ -117,3 +117,23 @@ def test_a_real_sigterm_drains_http_and_ipc(sock_dir: Path, tmp_path: Path) -> N
     log = (tmp_path / "log").read_text()
     assert log.index("draining: readiness is 503") < log.index("Shutting down")
     assert "Traceback" not in log
+
+
+def test_a_real_sigterm_with_a_wedged_call_still_exits(sock_dir: Path, tmp_path: Path) -> None:
+    """The backend thread never returns: the drain bound still ends the process."""
+    env = {
+        "SLOW_S": "3600", "REQUEST_DEADLINE_MS": "200", "DRAIN_TIMEOUT_MS": "300",
+        "WEDGE_EXIT_AFTER_MS": "0",
+    }  # fmt: skip
+    proc = SidecarProcess(
+        env, sock_dir / "s.sock", tmp_path / "log", argv=[sys.executable, "-c", SLOW_SIDECAR]
+    )
+    try:
+        proc.wait_ready()
+        with socket.create_connection(("127.0.0.1", proc.port), timeout=20) as http:
+            http.sendall(request_bytes("POST", "/infer", orjson.dumps({"x": W.tolist()})))
+            assert read_response(http)[0] == 503  # past its deadline; the call goes on
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        proc.stop()
