@@ -157,3 +157,19 @@ def _infer_frame(rid: int) -> list[bytes | memoryview]:
     from hailo_sidecar.ipc import framing
 
     return framing.infer_frame(rid, np.ascontiguousarray(W[None], dtype="<f4"))
+
+
+def test_an_ipc_request_past_its_deadline_gets_code_19(
+    backend: GatedBackend, sock_dir: Path
+) -> None:
+    with serve(Config(request_deadline_ms=300), backend, sock_dir / "s.sock") as live:
+        running = send(live)
+        wait_for(lambda: backend.calls == 1)
+        with RawConn(sock_dir / "s.sock") as conn:
+            code, message = conn.infer(4, W[None]).error
+            assert code == ErrorCode.DEADLINE_EXCEEDED
+            assert "REQUEST_DEADLINE_MS=300" in message
+            backend.gate.set()
+            assert conn.infer(5, W[None]).type == MsgType.RESULT  # the connection goes on
+        running.close()
+        assert backend.calls == 2  # the refused request never ran
