@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hailo_sidecar import app as app_module
-from hailo_sidecar import contract
+from hailo_sidecar import contract, http_body
 from hailo_sidecar.backends.stub import StubBackend
 from hailo_sidecar.config import Config
 
@@ -54,4 +53,4 @@ def test_big_bodies_and_batches_leave_the_event_loop(monkeypatch: pytest.MonkeyP
     assert big_thread.startswith("backend")  # Service's backend thread
     assert parsed_on[0] == loop_thread  # a small body: parsed inline
     assert parsed_on[1] != loop_thread  # over PARSE_INLINE_BYTES: a worker thread
-    assert app_module.PARSE_INLINE_BYTES < 16 * 18_000  # 16 windows are well over it
+    assert http_body.PARSE_INLINE_BYTES < 16 * 18_000  # 16 windows are well over it

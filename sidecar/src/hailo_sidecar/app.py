@@ -30,7 +30,6 @@ from contextlib import asynccontextmanager
 from time import monotonic
 from typing import Any
 
-import anyio
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,7 +43,7 @@ from .admission import ClientGoneError, RefusedError
 from .backends import BackendError
 from .config import Config
 from .contract import ContractError
-from .http_body import BodyNotReadError, read_json_body
+from .http_body import BodyNotReadError, parse, read_json_body
 from .ipc.server import IpcServer, IpcSetupError
 from .metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from .service import BackendFactory, NotReadyError, Service
@@ -56,9 +55,6 @@ ENDPOINTS = (
     "/openapi.json", "/v2", "/v2/health/live", "/v2/health/ready",
 )  # fmt: skip
 JSON = "application/json"
-# Bodies bigger than this (about three windows of JSON) are parsed in a worker thread,
-# so a 64-window batch does not hold /healthz and small requests on the event loop.
-PARSE_INLINE_BYTES = 64 * 1024
 CLIENT_CLOSED = 499  # the client went away before its answer (nginx's code)
 
 
@@ -143,11 +139,6 @@ def create_app(
     run = service.run
     limit = cfg.max_body_bytes
     max_batch = cfg.max_batch
-
-    async def parse(fn: Any, body: bytes, *args: Any) -> Any:
-        if len(body) <= PARSE_INLINE_BYTES:
-            return fn(body, *args)
-        return await anyio.to_thread.run_sync(fn, body, *args)
 
     def model_response(body: bytes) -> Response:
         response = Response(body, media_type=JSON)

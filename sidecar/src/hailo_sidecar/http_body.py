@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 from starlette.requests import Request
 
 from .contract import ContractError
 
 JSON = "application/json"
+# Bodies bigger than this (about three windows of JSON) are parsed in a worker thread,
+# so a 64-window batch does not hold /healthz and small requests on the event loop.
+PARSE_INLINE_BYTES = 64 * 1024
 
 
 class BodyNotReadError(ContractError):
@@ -57,3 +63,10 @@ async def read_body(request: Request, limit: int) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def parse(fn: Any, body: bytes, *args: Any) -> Any:
+    """fn(body, *args): inline for small bodies, in a worker thread for big ones."""
+    if len(body) <= PARSE_INLINE_BYTES:
+        return fn(body, *args)
+    return await anyio.to_thread.run_sync(fn, body, *args)

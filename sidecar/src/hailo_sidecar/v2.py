@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from . import __version__, contract
 from .contract import CHANNELS, LATENT_DIM, LATENT_NAME, MOTIFS_NAME, WINDOW, ContractError
-from .http_body import read_body
+from .http_body import parse, read_body
 from .service import Service
 
 JSON = "application/json"
@@ -113,8 +113,8 @@ def routes(service: Service, max_batch: int, limit: int) -> list[Route]:
             return error
         try:
             body = await read_body(request, limit)
-            header, windows, wanted, binary = parse_request(
-                body, request.headers.get(HEADER_LENGTH), max_batch
+            header, windows, wanted, binary = await parse(
+                parse_request, body, request.headers.get(HEADER_LENGTH), max_batch
             )
         except ContractError as exc:
             if exc.status == 413 or exc.code == "bad_content_length":
