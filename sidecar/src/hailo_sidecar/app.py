@@ -306,6 +306,7 @@ def create_app(
             "version": info.version,
             "sha256": info.sha256,
             "backend": info.backend,
+            "golden": service.golden,
         }
         return _json(body, 200 if service.ready else 503)
 

@@ -138,6 +138,11 @@ class ReadyResponse(BaseModel):
     version: str
     sha256: str
     backend: str
+    golden: dict[str, Any] | None = Field(
+        default=None,
+        description="The golden check: per output max_abs_error and min_cosine_similarity "
+        "against the compiled model's outputs, with the tolerances (null: no golden vectors)",
+    )
 
 
 # --------------------------------------------------------------------------- parsing
