@@ -16,7 +16,7 @@ on every Pi: both compare with the tolerances recorded here.
 The tolerances are the parity thresholds: where the model runs may stray from the
 compiled model by no more than the compiled model may stray from the float model.
 JSON so that the Pi-side gate reads it with the standard library alone; every float is
-a float32 value written exactly (Python's repr round-trips it).
+a float32 written as the shortest decimal that reads back as the same float32.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ class GoldenOutputs:
 
     outputs: dict[str, np.ndarray]  # name -> (K, n) float32
     produced_by: str
+
+
+def _float32_lists(values: np.ndarray) -> Any:
+    """Nested lists of floats, each the shortest decimal of its float32 (half the size of
+    a double's repr, and exact once read back as float32)."""
+    flat = [float(str(v)) for v in values.astype(np.float32).ravel()]
+    return np.asarray(flat, dtype=np.float64).reshape(values.shape).tolist()
 
 
 def windows(cfg: ModelConfig) -> np.ndarray:
@@ -77,7 +84,7 @@ def document(
             raise ValueError(f"golden outputs for {name!r} have shape {values.shape}, want {want}")
         if not np.isfinite(values).all():
             raise ValueError(f"golden outputs for {name!r} contain NaN or infinite values")
-        outputs[name] = values.tolist()
+        outputs[name] = _float32_lists(values)
     return {
         "schema": SCHEMA,
         "model": cfg.model,
@@ -88,7 +95,7 @@ def document(
         "produced_by": result.produced_by,
         "seed": cfg.golden.seed,
         "channels": list(contract.CHANNEL_ORDER),
-        "windows": golden_windows.astype(np.float32).tolist(),
+        "windows": _float32_lists(golden_windows),
         "outputs": outputs,
         "tolerances": tolerances(cfg),
     }

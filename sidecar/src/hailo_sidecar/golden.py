@@ -77,7 +77,10 @@ def parse(doc: Any, path: Path, manifest: Manifest, num_motifs: int) -> Golden:
     try:
         windows = np.asarray(doc["windows"], dtype=np.float32)
         widths = {k: v[-1] for k, v in contract.output_shapes(num_motifs).items()}
-        outputs = {k: np.asarray(doc["outputs"][k], dtype=np.float64) for k in widths}
+        # float32 first: each value is the shortest decimal of a float32.
+        outputs = {
+            k: np.asarray(doc["outputs"][k], dtype=np.float32).astype(np.float64) for k in widths
+        }
         tolerances = {
             k: {
                 "max_abs_error": float(doc["tolerances"][k]["max_abs_error"]),
