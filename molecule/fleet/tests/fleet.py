@@ -107,9 +107,10 @@ def make_release(version: str, corrupt: bool = False) -> Path:
     return out
 
 
-# Put into an image as sitecustomize.py: /infer (HTTP) hands the backend the window with
-# ax and ay swapped, as an image with other preprocessing would. The backend itself, and
-# so the sidecar's own golden check at start-up, is untouched: only the gate's golden
+# Put into an image's site-packages (a module and a .pth line that imports it; Debian's
+# own sitecustomize would shadow one of ours): /infer (HTTP) hands the backend the window
+# with ax and ay swapped, as an image with other preprocessing would. The backend itself,
+# and so the sidecar's own golden check at start-up, is untouched: only the gate's golden
 # windows through /infer can see it. Patched when the sidecar imports its contract module,
 # so that the healthcheck's short-lived interpreter does not pay for the import.
 WRONG_PREPROCESSING = """
@@ -143,10 +144,14 @@ def wrong_numbers_image() -> str:
     host = gpusrv_host()
     base = image("tcn-encoder")
     ref = f"{base['image']}:wrong-numbers"
-    site = "/opt/hailo-sidecar/lib/python3.11/site-packages/sitecustomize.py"
-    dockerfile = f"FROM {base['reference']}\nCOPY sitecustomize.py {site}\n"
+    site = "/opt/hailo-sidecar/lib/python3.11/site-packages/"
+    dockerfile = f"FROM {base['reference']}\nCOPY wrong_preprocessing.py wrong.pth {site}\n"
     client = "docker --config /tmp/fault-docker"
-    files = {"Dockerfile": dockerfile, "sitecustomize.py": WRONG_PREPROCESSING}
+    files = {
+        "Dockerfile": dockerfile,
+        "wrong_preprocessing.py": WRONG_PREPROCESSING,
+        "wrong.pth": "import wrong_preprocessing\n",
+    }
     try:
         host.check_output(
             f"printf %s {shlex.quote(registry_password())} | "
