@@ -191,6 +191,12 @@ enable_binfmt() {
 			die "registering qemu-aarch64 failed: $(cat "$LAB_LOG_DIR/binfmt.log")"
 	fi
 	grep -qx enabled "$entry" || echo 1 >"$entry"
+	check_registered_emulator "$entry"
+}
+
+# The registered handler must have the F flag and be QEMU >= QEMU_MIN_MAJOR.
+check_registered_emulator() {
+	local entry=$1 interp version
 	grep -q '^flags: .*F' "$entry" ||
 		die "the qemu-aarch64 handler lacks the F flag, so arm64 containers cannot find the emulator." \
 			"Remove it (echo -1 > $entry) and run this again."
@@ -328,13 +334,18 @@ smoke_test() {
 	info "hailo-lab/pi:arm64 says $out"
 }
 
-mkdir -p "$LAB_LOG_DIR" 2>/dev/null || true
-t0=$SECONDS
-check_host
-install_packages
-start_dockerd
-enable_binfmt
-build_images
-[[ " ${LAB_IMAGES:-pi} " == *" pi "* ]] && smoke_test
-printf '\n[lab] ready in %d s. Images:\n' "$((SECONDS - t0))"
-"$DOCKER" image ls 'hailo-lab/*' --format '  {{.Repository}}:{{.Tag}}  {{.Size}}'
+main() {
+	mkdir -p "$LAB_LOG_DIR" 2>/dev/null || true
+	t0=$SECONDS
+	check_host
+	install_packages
+	start_dockerd
+	enable_binfmt
+	build_images
+	[[ " ${LAB_IMAGES:-pi} " == *" pi "* ]] && smoke_test
+	printf '\n[lab] ready in %d s. Images:\n' "$((SECONDS - t0))"
+	"$DOCKER" image ls 'hailo-lab/*' --format '  {{.Repository}}:{{.Tag}}  {{.Size}}'
+}
+
+# Sourced (the tests call single steps): define the steps, run nothing.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main
