@@ -12,9 +12,10 @@ and prints the summary table as the run's last lines. Stages are plays grouped
 by their first tag (site.yml tags each stage); per-host outcomes, compile and
 image facts come from the roles' ``ansible.builtin.set_stats`` data:
 
-- ``hailo_compile`` (run-wide): model, version, target, sha256, parity
+- ``hailo_compile`` (run-wide): model, version, target, sha256, parity, golden
 - ``hailo_image``   (run-wide): image, tag, digest, platforms
-- ``hailo_deploy``  (per host): result, reason, image, artifact_sha256, gate {p50_ms, p95_ms, ...}
+- ``hailo_deploy``  (per host): result, reason, image, artifact_sha256,
+  gate {p50_ms, p95_ms, golden, ...}
 
 Settings (environment): HAILO_REPORT_PLAYBOOKS (comma-separated playbook file
 names, default ``site.yml``), HAILO_REPORT_DIR (default: ``artifacts/reports``
@@ -86,6 +87,7 @@ def host_rows(data: dict[str, Any]) -> list[list[str]]:
                 h.get("reason") or "",
                 _short(h.get("image_digest")),
                 _short(h.get("artifact_sha256"), 12),
+                _golden_cell(gate.get("golden")),
                 _ms(gate.get("p50_ms")),
                 _ms(gate.get("p95_ms")),
             ]
@@ -93,7 +95,27 @@ def host_rows(data: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-HOST_HEADER = ["host", "result", "why", "image digest", "artifact sha256", "p50 ms", "p95 ms"]
+def _golden_cell(golden: Any) -> str:
+    """The gate's golden check, per output: max abs error and min cosine."""
+    if not isinstance(golden, dict) or not golden.get("outputs"):
+        return ""
+    cells = [
+        f"{name} {fig['max_abs_error']:.3g} / {fig['min_cosine_similarity']:.6f}"
+        for name, fig in sorted(golden["outputs"].items())
+    ]
+    return ("" if golden.get("ok", True) else "FAILED: ") + "; ".join(cells)
+
+
+HOST_HEADER = [
+    "host",
+    "result",
+    "why",
+    "image digest",
+    "artifact sha256",
+    "golden check (max abs error / min cosine)",
+    "p50 ms",
+    "p95 ms",
+]
 # changed and failed count hosts (a host with any changed task), not tasks.
 STAGE_HEADER = ["stage", "time", "hosts changed", "hosts failed"]
 
@@ -124,6 +146,16 @@ def _parity_rows(compile_: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _golden_line(compile_: dict[str, Any]) -> str:
+    golden = compile_.get("golden") or {}
+    if not golden.get("file"):
+        return ""
+    return (
+        f"Golden vectors {golden['file']} ({golden.get('windows')} windows, "
+        f"{golden.get('produced_by')}), sha256 {golden.get('sha256')}"
+    )
+
+
 def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
     run = data["run"]
     parts = [
@@ -145,6 +177,8 @@ def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
             "{model} {version}, target `{target}`, sha256 `{sha256}`".format_map(compile_),
             "",
         ]
+        if _golden_line(compile_):
+            parts += [_golden_line(compile_), ""]
         if _parity_rows(compile_):
             parts += [
                 _md_table(["output", "max abs error", "cosine similarity"], _parity_rows(compile_)),
@@ -223,6 +257,8 @@ def render_html(data: dict[str, Any], png: bytes | None) -> str:
             "<h2>Compile</h2><p>{model} {version}, target <code>{target}</code>, "
             "sha256 <code>{sha256}</code></p>".format_map(_escaped(compile_))
         )
+        if _golden_line(compile_):
+            parts.append(f"<p>{html.escape(_golden_line(compile_))}</p>")
         if _parity_rows(compile_):
             parts.append(
                 _html_table(

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bring this machine up as the hailo-pipeline lab host, idempotently:
-#   1. Debian packages (docker.io, qemu-user-static, binfmt-support, debootstrap, ...)
+#   1. Debian packages (docker.io, qemu-user >= 10, debootstrap, ...); on Debian 12 QEMU
+#      comes from bookworm-backports, pinned to the QEMU packages alone
 #   2. a Docker engine that answers (a running one is left alone)
-#   3. arm64 user emulation through binfmt_misc, with the F flag
+#   3. arm64 user emulation through binfmt_misc, with the F flag, QEMU >= 10 checked
 #   4. the lab's base images, built from the Debian archive with debootstrap
 #      (no registry can be pulled from), cached and keyed by their inputs
 #   5. a smoke test: an arm64 container runs
@@ -24,7 +25,13 @@ LAB_LOG_DIR=${LAB_LOG_DIR:-/var/log/hailo-lab}
 DOCKER=${DOCKER:-/usr/bin/docker}
 # Bump when the way a rootfs is made changes, so every cached image is rebuilt.
 RECIPE_VERSION=2
-HOST_PACKAGES=(docker.io qemu-user-static binfmt-support debootstrap python3-venv git make curl ca-certificates)
+HOST_PACKAGES=(docker.io qemu-user qemu-user-binfmt debootstrap python3-venv git make curl ca-certificates)
+# QEMU 7.2 (Debian 12's own) kills onnxruntime's aarch64 wheel with SIGSEGV as soon as
+# /proc is mounted; 10.0 runs it bit-identical to x86_64 (sidecar/IMAGE.md).
+QEMU_MIN_MAJOR=10
+QEMU_PACKAGES=(qemu-user qemu-user-binfmt qemu-user-static)
+BACKPORTS_SOURCE=/etc/apt/sources.list.d/hailo-lab-bookworm-backports.sources
+BACKPORTS_PIN=/etc/apt/preferences.d/hailo-lab-qemu-backports
 
 step_no=0
 step() { step_no=$((step_no + 1)); printf '\n[lab %d] %s\n' "$step_no" "$*"; }
@@ -61,17 +68,48 @@ check_mirror() {
 	archive_checked=1
 }
 
+# On Debian 12 the QEMU packages come from bookworm-backports (signed by Debian's own
+# archive key); the pin takes just them from there, everything else stays on bookworm.
+add_qemu_backports() {
+	[ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ] || return 0
+	local source pin
+	source=$(printf '%s\n' "Types: deb" "URIs: $LAB_DEBIAN_MIRROR" "Suites: bookworm-backports" \
+		"Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg")
+	pin=$(printf '%s\n' "# hailo-pipeline lab: QEMU >= $QEMU_MIN_MAJOR from backports, nothing else" \
+		"Package: ${QEMU_PACKAGES[*]}" "Pin: release n=bookworm-backports" "Pin-Priority: 990")
+	if [ "$(cat "$BACKPORTS_SOURCE" 2>/dev/null)" = "$source" ] && [ "$(cat "$BACKPORTS_PIN" 2>/dev/null)" = "$pin" ]; then
+		return 0
+	fi
+	info "adding bookworm-backports ($BACKPORTS_SOURCE), pinned to ${QEMU_PACKAGES[*]} ($BACKPORTS_PIN)"
+	printf '%s\n' "$source" >"$BACKPORTS_SOURCE"
+	printf '%s\n' "$pin" >"$BACKPORTS_PIN"
+	apt_lists_stale=1
+}
+
+qemu_installed_new_enough() {
+	local version
+	version=$(dpkg-query -W -f='${Version}' qemu-user 2>/dev/null) || return 1
+	dpkg --compare-versions "$version" ge "1:$QEMU_MIN_MAJOR"
+}
+
+apt_lists_stale=
 install_packages() {
 	step "Debian packages: ${HOST_PACKAGES[*]}"
+	add_qemu_backports
 	local missing=() pkg
 	for pkg in "${HOST_PACKAGES[@]}"; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 	done
+	if ! qemu_installed_new_enough && [[ " ${missing[*]} " != *" qemu-user "* ]]; then
+		info "qemu-user $(dpkg-query -W -f='${Version}' qemu-user) is older than $QEMU_MIN_MAJOR: upgrading"
+		missing+=(qemu-user qemu-user-binfmt)
+	fi
 	if [ ${#missing[@]} -eq 0 ]; then
-		info "all installed"
+		info "all installed (qemu-user $(dpkg-query -W -f='${Version}' qemu-user))"
 		return
 	fi
 	info "installing ${missing[*]}"
+	[[ " ${missing[*]} " != *" qemu-user "* ]] || qemu_just_installed=1
 	# apt-get update exits 0 when a source cannot be fetched; its warnings tell.
 	if ! apt-get update -qq >"$LAB_LOG_DIR/apt.log" 2>&1 || grep -qE '^(W|E): (Failed to fetch|Some index files)' "$LAB_LOG_DIR/apt.log"; then
 		archive_unreachable "apt-get update failed; log: $LAB_LOG_DIR/apt.log" "$(grep -E '^(W|E):' "$LAB_LOG_DIR/apt.log" | head -n 3)"
@@ -79,6 +117,9 @@ install_packages() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
 		>>"$LAB_LOG_DIR/apt.log" 2>&1 ||
 		die "apt-get install failed (log: $LAB_LOG_DIR/apt.log)." "$(tail -n 5 "$LAB_LOG_DIR/apt.log")"
+	qemu_installed_new_enough || die "qemu-user $(dpkg-query -W -f='${Version}' qemu-user 2>/dev/null) was installed; the lab needs QEMU >= $QEMU_MIN_MAJOR." \
+		"On Debian 12 it comes from bookworm-backports: check $BACKPORTS_SOURCE and $BACKPORTS_PIN," \
+		"and that 'apt-cache policy qemu-user' offers a $QEMU_MIN_MAJOR.x candidate."
 }
 
 start_dockerd() {
@@ -121,17 +162,52 @@ mount_binfmt_misc() {
 			"In a container, run this script on its host instead."
 }
 
+# The version of the emulator a binfmt entry names ('' when it cannot be run). Debian's
+# entry names a -P link that refuses to run outside binfmt_misc: ask the binary it links to.
+interpreter_version() {
+	"$(readlink -f "$1")" --version 2>/dev/null | sed -n 's/^qemu-aarch64 version \([0-9][0-9.]*\).*/\1/p' || true
+}
+
+# Registered by hand rather than by systemd-binfmt: the CI machine has no systemd as PID 1.
+# With the F flag the kernel opens the interpreter now, so every container and nested
+# engine on this machine uses this binary, and an upgrade is only seen after re-registering.
 enable_binfmt() {
-	step "arm64 emulation (qemu-aarch64 binfmt handler)"
-	local fs=$BINFMT
-	update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
-	[ -r "$fs/qemu-aarch64" ] && grep -qx enabled "$fs/qemu-aarch64" ||
-		die "the qemu-aarch64 binfmt handler is not enabled." \
-			"Reinstall it: apt-get install --reinstall qemu-user-static binfmt-support"
-	grep -q '^flags: .*F' "$fs/qemu-aarch64" ||
+	step "arm64 emulation (qemu-aarch64 binfmt handler, QEMU >= $QEMU_MIN_MAJOR)"
+	local entry=$BINFMT/qemu-aarch64 conf=/usr/lib/binfmt.d/qemu-aarch64.conf interp version
+	[ -r "$conf" ] || die "$conf is missing: qemu-user-binfmt is not installed." \
+		"Run: apt-get install qemu-user-binfmt (from bookworm-backports on Debian 12)"
+	if [ -e "$entry" ]; then
+		interp=$(sed -n 's/^interpreter //p' "$entry")
+		version=$(interpreter_version "$interp")
+		if [ -n "${qemu_just_installed:-}" ] || ! grep -q '^flags: .*F' "$entry" ||
+			[ "${version%%.*}" != "$(interpreter_version /usr/bin/qemu-aarch64 | cut -d. -f1)" ]; then
+			info "replacing the registered handler ($interp, QEMU ${version:-unknown})"
+			echo -1 >"$entry"
+		fi
+	fi
+	if [ ! -e "$entry" ]; then
+		info "registering $conf"
+		grep -v '^#' "$conf" >"$BINFMT/register" 2>"$LAB_LOG_DIR/binfmt.log" ||
+			die "registering qemu-aarch64 failed: $(cat "$LAB_LOG_DIR/binfmt.log")"
+	fi
+	grep -qx enabled "$entry" || echo 1 >"$entry"
+	check_registered_emulator "$entry"
+}
+
+# The registered handler must have the F flag and be QEMU >= QEMU_MIN_MAJOR.
+check_registered_emulator() {
+	local entry=$1 interp version
+	grep -q '^flags: .*F' "$entry" ||
 		die "the qemu-aarch64 handler lacks the F flag, so arm64 containers cannot find the emulator." \
-			"Debian's qemu-user-static registers with F; reinstall it and run this again."
-	info "qemu-aarch64 enabled, $(grep '^flags:' "$fs/qemu-aarch64")"
+			"Remove it (echo -1 > $entry) and run this again."
+	interp=$(sed -n 's/^interpreter //p' "$entry")
+	version=$(interpreter_version "$interp")
+	[ -n "$version" ] && [ "${version%%.*}" -ge "$QEMU_MIN_MAJOR" ] ||
+		die "the registered arm64 emulator ($interp) is QEMU ${version:-of unknown version}; the lab needs >= $QEMU_MIN_MAJOR." \
+			"QEMU 7.2 (Debian 12's qemu-user-static) crashes onnxruntime with SIGSEGV under emulation." \
+			"On Debian 12: apt-get install -t bookworm-backports qemu-user qemu-user-binfmt," \
+			"then remove the old handler (echo -1 > $entry) and run this again."
+	info "qemu-aarch64 $version ($interp), $(grep '^flags:' "$entry")"
 }
 
 # Keys: everything that decides a rootfs (debootstrap is slow: a Dockerfile-only
@@ -258,13 +334,18 @@ smoke_test() {
 	info "hailo-lab/pi:arm64 says $out"
 }
 
-mkdir -p "$LAB_LOG_DIR" 2>/dev/null || true
-t0=$SECONDS
-check_host
-install_packages
-start_dockerd
-enable_binfmt
-build_images
-[[ " ${LAB_IMAGES:-pi} " == *" pi "* ]] && smoke_test
-printf '\n[lab] ready in %d s. Images:\n' "$((SECONDS - t0))"
-"$DOCKER" image ls 'hailo-lab/*' --format '  {{.Repository}}:{{.Tag}}  {{.Size}}'
+main() {
+	mkdir -p "$LAB_LOG_DIR" 2>/dev/null || true
+	t0=$SECONDS
+	check_host
+	install_packages
+	start_dockerd
+	enable_binfmt
+	build_images
+	[[ " ${LAB_IMAGES:-pi} " == *" pi "* ]] && smoke_test
+	printf '\n[lab] ready in %d s. Images:\n' "$((SECONDS - t0))"
+	"$DOCKER" image ls 'hailo-lab/*' --format '  {{.Repository}}:{{.Tag}}  {{.Size}}'
+}
+
+# Sourced (the tests call single steps): define the steps, run nothing.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main

@@ -170,3 +170,117 @@ def test_bad_invocation_exits_2(argv: list[str]) -> None:
         [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 2
+
+
+# --------------------------------------------------------------------------- golden gate
+def golden_file(path: Path) -> Path:
+    """Two windows with known outputs (a stand-in compiled model: latent = row sums)."""
+    windows = [[[0.01 * (i + c + w) for c in range(9)] for i in range(100)] for w in range(2)]
+    doc = {
+        "schema": 1,
+        "windows": windows,
+        "outputs": {
+            "latent": [[sum(map(sum, win)) / (j + 1) for j in range(64)] for win in windows],
+            "motif_scores": [[0.25 + 0.01 * j for j in range(12)] for _ in windows],
+        },
+        "tolerances": {
+            "latent": {"max_abs_error": 0.15, "min_cosine_similarity": 0.995},
+            "motif_scores": {"max_abs_error": 0.05, "min_cosine_similarity": 0.995},
+        },
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+class FakeSidecar:
+    """A loopback HTTP server answering /infer from a function of the window."""
+
+    def __init__(self, answer: Any) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                data = json.dumps(answer(body["x"])).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> FakeSidecar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def model(window: list[list[float]], scale: float = 1.0) -> dict[str, Any]:
+    total = sum(map(sum, window)) * scale
+    return {
+        "latent": [total / (j + 1) for j in range(64)],
+        "motif_scores": [0.25 + 0.01 * j for j in range(12)],
+    }
+
+
+def test_golden_gate_passes_when_the_numbers_match(tmp_path: Path) -> None:
+    path = golden_file(tmp_path / "m.golden.json")
+    with FakeSidecar(model) as server:
+        out = sh.golden_check(server.port, str(path))
+    assert out["ok"] is True, out
+    assert out["windows"] == 2
+    assert out["outputs"]["latent"]["max_abs_error"] == pytest.approx(0.0, abs=1e-9)
+    assert out["outputs"]["latent"]["min_cosine_similarity"] == pytest.approx(1.0)
+    assert out["outputs"]["motif_scores"]["tolerance_max_abs_error"] == 0.05
+
+
+def test_golden_gate_fails_on_right_shapes_and_wrong_numbers(tmp_path: Path) -> None:
+    """Every answer is well-shaped, finite and in range: only the numbers are off."""
+    path = golden_file(tmp_path / "m.golden.json")
+    with FakeSidecar(lambda w: model(w, scale=1.2)) as server:
+        out = sh.golden_check(server.port, str(path))
+    assert out["ok"] is False
+    assert out["reason"].startswith(
+        "the golden check failed: /infer does not compute what the compiler's m.golden.json says"
+    )
+    assert "latent max abs error" in out["reason"]
+    assert "(window 1)" in out["reason"]
+    assert "motif_scores" not in out["reason"]
+    assert out["outputs"]["latent"]["max_abs_error"] > 0.15
+
+
+def test_golden_gate_fails_on_an_answer_of_the_wrong_width(tmp_path: Path) -> None:
+    path = golden_file(tmp_path / "m.golden.json")
+    wrong = FakeSidecar(lambda w: {**model(w), "motif_scores": [0.5] * 11})
+    with wrong, pytest.raises(sh.GateError, match="golden window 0: /infer motif_scores has 11"):
+        sh.golden_check(wrong.port, str(path))
+
+
+def test_place_verifies_the_golden_vectors(tmp_path: Path) -> None:
+    """The golden file travels with the artifact; a damaged copy is refused before a switch."""
+    data = b"artifact bytes"
+    rel = release("0.3.0", data)
+    golden = b'{"schema": 1}'
+    rel.update(
+        golden="tcn_encoder-0.3.0.golden.json", golden_sha256=hashlib.sha256(golden).hexdigest()
+    )
+    name = stage(tmp_path, rel, data)
+    staging = tmp_path / "models" / name
+    manifest = json.loads((staging / rel["manifest"]).read_text())
+    manifest["golden"] = {"file": rel["golden"], "sha256": rel["golden_sha256"]}
+    (staging / rel["manifest"]).write_text(json.dumps(manifest))
+    (staging / rel["golden"]).write_bytes(golden + b" ")
+    out = sh.cmd_install(params(tmp_path, release=rel, staging=name))
+    assert out["ok"] is False
+    assert "sha256 mismatch for" in out["reason"]
+    assert "golden.json" in out["reason"]
+    assert not (tmp_path / "models" / "current").exists()

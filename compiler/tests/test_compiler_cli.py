@@ -29,6 +29,7 @@ MANIFEST_KEYS = [
     "config_sha256",
     "compiler",
     "parity",
+    "golden",
     "created_at",
 ]
 
@@ -81,7 +82,7 @@ def test_checksum_file_passes_sha256sum_and_is_updated_not_clobbered(
     assert lines == sorted(lines, key=lambda line: line.split("  ", 1)[1])
     assert f"{_sha(other)}  {other.name}" in lines
     assert f"{_sha(out / 'tcn_encoder-0.1.0.onnx')}  tcn_encoder-0.1.0.onnx" in lines
-    assert len(lines) == 2
+    assert len(lines) == 3  # + the golden vectors
     for line in lines:
         digest, name = line.split("  ", 1)
         assert re.fullmatch(r"[0-9a-f]{64}", digest)
@@ -208,7 +209,11 @@ def test_failure_while_publishing_rolls_back(
     run = run_cli()
     assert run.code == 1
     assert "the previous files were restored" in run.summary["error"]
-    assert calls[:2] == ["tcn_encoder-0.1.0.onnx", "tcn_encoder-0.1.0.manifest.json"]
+    assert calls[:3] == [
+        "tcn_encoder-0.1.0.onnx",
+        "tcn_encoder-0.1.0.golden.json",
+        "tcn_encoder-0.1.0.manifest.json",
+    ]
     assert snapshot(out) == before
     assert [p for p in out.iterdir() if p.is_dir()] == []
 

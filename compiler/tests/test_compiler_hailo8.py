@@ -68,19 +68,72 @@ else:
 '''
 
 
+# The DFC's Python API as far as the golden vectors use it (documented names; strict:
+# it only takes an optimized HAR, only SDK_QUANTIZED, only NHWC input of the parsed
+# shape), returning the outputs in an order of its own with Hailo's extra dims.
+FAKE_SDK = r"""
+import contextlib, enum
+from pathlib import Path
+import numpy as np
+
+class InferenceContext(enum.Enum):
+    SDK_NATIVE = 1
+    SDK_FP_OPTIMIZED = 2
+    SDK_QUANTIZED = 3
+
+class _Layer:
+    output_shapes = [[-1, 1, 100, 9]]
+
+class _Hn:
+    def get_input_layers(self):
+        return [_Layer()]
+
+class ClientRunner:
+    def __init__(self, har):
+        assert Path(har).read_bytes().startswith(b"HAR optimized"), har
+        self._ctx = None
+
+    def get_hn_model(self):
+        return _Hn()
+
+    @contextlib.contextmanager
+    def infer_context(self, kind):
+        assert kind is InferenceContext.SDK_QUANTIZED, kind
+        self._ctx = kind
+        yield kind
+        self._ctx = None
+
+    def infer(self, ctx, dataset):
+        assert ctx is self._ctx and ctx is not None
+        assert dataset.dtype == np.float32 and dataset.shape[1:] == (1, 100, 9), dataset.shape
+        flat = dataset.reshape(len(dataset), 900).astype(np.float64)
+        weights = np.cos(np.arange(900 * 76).reshape(900, 76) * 0.001)
+        proj = flat @ weights / 100.0
+        latent = np.tanh(proj[:, :64]).reshape(-1, 1, 1, 64)
+        motifs = (1 / (1 + np.exp(-proj[:, 64:]))).reshape(-1, 1, 1, 12)
+        return [motifs.astype(np.float32), latent.astype(np.float32)]
+"""
+
+
 @pytest.fixture
 def fake_dfc(tmp_path: Path) -> dict[str, Any]:
-    """A DFC 'installation' at tmp/dfc with bin/hailo, and an env that points at it."""
+    """A DFC 'installation' at tmp/dfc with bin/hailo, bin/python and hailo_sdk_client,
+    and an env that points at it."""
     home = tmp_path / "dfc"
     (home / "bin").mkdir(parents=True)
     exe = home / "bin" / "hailo"
     exe.write_text(FAKE_HAILO.format(python=sys.executable))
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    (home / "bin" / "python").symlink_to(sys.executable)
+    sdk = home / "site" / "hailo_sdk_client"
+    sdk.mkdir(parents=True)
+    (sdk / "__init__.py").write_text(FAKE_SDK)
     log = tmp_path / "hailo-calls.jsonl"
     env = {
         "PATH": "/usr/bin:/bin",
         "HAILO_DFC_HOME": str(home),
         "FAKE_HAILO_LOG": str(log),
+        "PYTHONPATH": str(home / "site"),
     }
     return {"home": home, "exe": exe, "log": log, "env": env}
 
@@ -206,6 +259,7 @@ def test_fake_dfc_runs_the_three_steps_and_the_hef_is_published(
     assert sorted(p.name for p in out.iterdir()) == [
         ".hef-compile.lock",
         "hef_sha256sum.txt",
+        "tcn_encoder-0.1.0.golden.json",
         "tcn_encoder-0.1.0.hef",
         "tcn_encoder-0.1.0.manifest.json",
     ]
@@ -222,6 +276,15 @@ def test_fake_dfc_runs_the_three_steps_and_the_hef_is_published(
     # The DFC ran in scratch space: its own log did not land in the output.
     assert all(Path(c["cwd"]).parent != out for c in calls[1:])
     assert "[dfc optimize] [info] Model Optimization is done" in run.stderr
+    # Golden vectors from the DFC's quantized emulator, outputs matched by width.
+    golden = json.loads((out / "tcn_encoder-0.1.0.golden.json").read_text())
+    assert golden["produced_by"] == "hailo DFC 3.30.0 quantized emulator (SDK_QUANTIZED)"
+    assert golden["target"] == "hailo8"
+    assert golden["artifact"] == "tcn_encoder-0.1.0.hef"
+    assert [len(golden["outputs"][k][0]) for k in ("latent", "motif_scores")] == [64, 12]
+    assert all(0.0 <= v <= 1.0 for row in golden["outputs"]["motif_scores"] for v in row)
+    assert manifest["golden"]["file"] == "tcn_encoder-0.1.0.golden.json"
+    assert "[dfc emulator] dfc_emulate: 8 windows through SDK_QUANTIZED" in run.stderr
     # Idempotent: a second run only asks the DFC for its version.
     again = run_cli("--target", "hailo8", env=env)
     assert again.summary["status"] == "up_to_date"

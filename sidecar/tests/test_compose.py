@@ -69,7 +69,7 @@ def test_pi_hailo_with_the_device_models_and_shared_socket_volume() -> None:
     svc = service(PI)
     hardened(svc)
     env = svc["environment"]
-    assert env["INFER_MODE"] == "hailo"
+    assert env["INFER_MODE"] == "${INFER_MODE:-hailo}"
     assert env["MODELS_DIR"] == "/models"
     assert env["MODEL_NAME"] == "${MODEL_NAME:-tcn_encoder}"
     assert env["MODEL_VERSION"].startswith("${MODEL_VERSION:?")

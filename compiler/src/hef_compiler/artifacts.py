@@ -68,6 +68,7 @@ def build_manifest(
     source_onnx_sha256: str,
     backend: str,
     parity: Mapping[str, Any],
+    golden: Mapping[str, Any],
     created_at: str | None = None,
 ) -> dict[str, Any]:
     """The manifest, in exactly the shape (and key order) the sidecar reads."""
@@ -84,6 +85,7 @@ def build_manifest(
         "config_sha256": cfg.sha256,
         "compiler": compiler_info(backend),
         "parity": dict(parity),
+        "golden": dict(golden),
         "created_at": created_at or utc_now(),
     }
 
@@ -109,14 +111,14 @@ def render_checksums(entries: Mapping[str, str]) -> str:
     return "".join(f"{entries[name]}  {name}\n" for name in sorted(entries))
 
 
-def updated_checksums(output_dir: Path, artifact_name: str, artifact_sha256: str) -> dict[str, str]:
+def updated_checksums(output_dir: Path, ours: Mapping[str, str]) -> dict[str, str]:
     """The checksum file's entries with ours set; lines for files no longer present dropped."""
     entries = read_checksums(output_dir / CHECKSUM_FILE)
     for name in list(entries):
-        if name != artifact_name and not (output_dir / name).is_file():
+        if name not in ours and not (output_dir / name).is_file():
             progress.say(f"warning: {CHECKSUM_FILE}: dropping the line for missing file {name}")
             del entries[name]
-    entries[artifact_name] = artifact_sha256
+    entries.update(ours)
     return entries
 
 
@@ -239,4 +241,25 @@ def freshness(
         listed = read_checksums(output_dir / CHECKSUM_FILE).get(artifact.name)
         if listed != actual:
             reasons.append(f"{CHECKSUM_FILE} does not list {artifact.name} with its sha256")
+    reasons += _golden_reasons(cfg, output_dir, manifest)
     return Freshness(not reasons, reasons, manifest)
+
+
+def _golden_reasons(cfg: ModelConfig, output_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Why the golden file does not belong to this manifest (empty when it does)."""
+    entry = manifest.get("golden")
+    if not isinstance(entry, dict) or entry.get("file") != cfg.golden_name:
+        return [f"the manifest names no golden vectors ({cfg.golden_name})"]
+    if entry.get("windows") != cfg.golden.windows:
+        return [
+            f"golden windows differ (manifest {entry.get('windows')!r}, now {cfg.golden.windows})"
+        ]
+    path = output_dir / cfg.golden_name
+    if not path.is_file():
+        return [f"golden vectors {path} are missing"]
+    actual = sha256_file(path)
+    if actual != entry.get("sha256"):
+        return [f"golden vectors sha256 {actual} does not match the manifest"]
+    if read_checksums(output_dir / CHECKSUM_FILE).get(path.name) != actual:
+        return [f"{CHECKSUM_FILE} does not list {path.name} with its sha256"]
+    return []

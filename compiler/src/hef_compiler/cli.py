@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hef_compiler import __version__, artifacts, calibration, progress
+from hef_compiler import __version__, artifacts, calibration, golden, progress
 from hef_compiler.config import TARGETS, ModelConfig, load_config
 from hef_compiler.errors import CompileError, ToolchainError
 from hef_compiler.host import require_x86_64
@@ -161,6 +161,20 @@ def run_compile(
             artifact = out / cfg.artifact_name(target_name)
             os.replace(result.artifact, artifact)
             artifact_sha = artifacts.sha256_file(artifact)
+            golden_windows = golden.windows(cfg)
+            with progress.step(f"golden vectors: compiled model on {len(golden_windows)} windows"):
+                reference = target.reference(cfg, work, artifact, golden_windows)
+            golden_doc = golden.document(
+                cfg,
+                target=target_name,
+                artifact_name=artifact.name,
+                artifact_sha256=artifact_sha,
+                golden_windows=golden_windows,
+                result=reference,
+            )
+            golden_path = out / cfg.golden_name
+            artifacts.write_json(golden_path, golden_doc)
+            golden_sha = artifacts.sha256_file(golden_path)
             parity_block = as_manifest(result.parity, cfg.parity)
             manifest = artifacts.build_manifest(
                 cfg,
@@ -170,25 +184,31 @@ def run_compile(
                 source_onnx_sha256=model.sha256,
                 backend=result.backend,
                 parity=parity_block,
+                golden=golden.summary(golden_doc, golden_path.name, golden_sha),
             )
             manifest_path = out / cfg.manifest_name
             artifacts.write_json(manifest_path, manifest)
             checksum_path = out / artifacts.CHECKSUM_FILE
             checksum_path.write_text(
                 artifacts.render_checksums(
-                    artifacts.updated_checksums(output, artifact.name, artifact_sha)
+                    artifacts.updated_checksums(
+                        output, {artifact.name: artifact_sha, golden_path.name: golden_sha}
+                    )
                 ),
                 encoding="utf-8",
             )
             with progress.step(f"publishing into {output}"):
                 artifacts.publish(
-                    output, [artifact, manifest_path, checksum_path], stage / "backup"
+                    output,
+                    [artifact, golden_path, manifest_path, checksum_path],
+                    stage / "backup",
                 )
         progress.say(f"wrote {output / artifact.name} (sha256 {artifact_sha})")
         summary.update(
             status="compiled",
             changed=True,
             sha256=artifact_sha,
+            golden={"file": golden_path.name, "sha256": golden_sha},
             parity=parity_block,
             backend=result.backend,
             reasons=fresh.reasons if not force else ["--force"],

@@ -40,6 +40,7 @@ _TOP_KEYS = {
     "dfc": "{start_node_names, end_node_names, model_script}",
     "calibration": "{generate: {windows, seed}} or {path: file.npy}",
     "parity": "{max_abs_error, min_cosine_similarity, holdout}",
+    "golden": "{windows, seed}",
 }
 _REQUIRED_TOP = ("schema", "model", "version", "onnx", "net_name", "hw_arch", "inputs", "outputs")
 
@@ -83,6 +84,14 @@ class ParitySpec:
 
 
 @dataclass(frozen=True)
+class GoldenSpec:
+    """The golden vectors written beside the artifact: how many seeded windows."""
+
+    windows: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A validated model config. Paths are absolute."""
 
@@ -100,6 +109,7 @@ class ModelConfig:
     dfc: DfcOptions
     calibration: CalibrationSpec
     parity: ParitySpec
+    golden: GoldenSpec
 
     @property
     def num_motifs(self) -> int:
@@ -115,6 +125,10 @@ class ModelConfig:
     @property
     def manifest_name(self) -> str:
         return f"{self.model}-{self.version}.manifest.json"
+
+    @property
+    def golden_name(self) -> str:
+        return f"{self.model}-{self.version}.golden.json"
 
 
 class _Ctx:
@@ -177,6 +191,7 @@ def parse_config(
     dfc = _dfc(ctx, data.get("dfc", {}), inputs, outputs, repo_root)
     calibration = _calibration(ctx, data.get("calibration", {"generate": {}}), repo_root)
     parity = _parity(ctx, data.get("parity", {}), outputs)
+    golden = _golden(ctx, data.get("golden", {}))
     return ModelConfig(
         source=source,
         sha256=sha256,
@@ -192,6 +207,7 @@ def parse_config(
         dfc=dfc,
         calibration=calibration,
         parity=parity,
+        golden=golden,
     )
 
 
@@ -385,3 +401,12 @@ def _parity(ctx: _Ctx, value: Any, outputs: dict[str, tuple[int, ...]]) -> Parit
         holdout_windows=_int(ctx, "parity.holdout.windows", hold.get("windows", 64), 1),
         holdout_seed=_int(ctx, "parity.holdout.seed", hold.get("seed", 1), 0),
     )
+
+
+def _golden(ctx: _Ctx, value: Any) -> GoldenSpec:
+    m = _mapping(ctx, "golden", value)
+    _no_unknown(ctx, "golden.", m, {"windows": "int from 1 to 64", "seed": "int >= 0"})
+    windows = _int(ctx, "golden.windows", m.get("windows", 8), 1)
+    if windows > 64:
+        raise ctx.fail("golden.windows", f"{windows} is too many: at most 64 (each gate runs them)")
+    return GoldenSpec(windows=windows, seed=_int(ctx, "golden.seed", m.get("seed", 11), 0))

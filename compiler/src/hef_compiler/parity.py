@@ -28,7 +28,7 @@ class ParityFigures:
     windows: int
 
 
-def _session(path: Path) -> ort.InferenceSession:
+def session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
@@ -52,7 +52,7 @@ def compare(
     outputs: Sequence[str],
 ) -> ParityFigures:
     """Run both models on every window and measure how far ``candidate`` strays."""
-    ref, cand = _session(reference), _session(candidate)
+    ref, cand = session(reference), session(candidate)
     max_abs = dict.fromkeys(outputs, 0.0)
     cos = dict.fromkeys(outputs, 1.0)
     for window in windows:

@@ -79,11 +79,12 @@ def engine(name: str) -> Any:
 
 
 def make_release(version: str, corrupt: bool = False) -> Path:
-    """A compile output for `version`: the converge's ONNX under a new version.
+    """A compile output for `version`: the converge's compiled model under a new version.
 
-    The manifest is the compiler's, with model version and artifact name changed (the
-    bytes, so the sha256, stay). corrupt=True flips bytes in the copied artifact but keeps
-    the manifest and hef_sha256sum.txt as they were: a copy damaged after the compile.
+    The manifest and the golden vectors are the compiler's, with model version and file
+    names changed (the artifact's bytes, so its sha256, stay). corrupt=True flips bytes
+    in the copied artifact but keeps the manifest and hef_sha256sum.txt as they were: a
+    copy damaged after the compile.
     """
     first = json.loads((ARTIFACTS / f"{MODEL}-{FIRST_VERSION}.manifest.json").read_text())
     out = EPHEMERAL / f"release-{version}"
@@ -94,14 +95,87 @@ def make_release(version: str, corrupt: bool = False) -> Path:
     if corrupt:
         data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
     (out / artifact).write_bytes(bytes(data))
-    manifest = {**first, "version": version, "artifact": artifact}
+    golden = json.loads((ARTIFACTS / first["golden"]["file"]).read_text())
+    golden_name = f"{MODEL}-{version}.golden.json"
+    (out / golden_name).write_text(json.dumps({**golden, "version": version, "artifact": artifact}))
+    golden_entry = {**first["golden"], "file": golden_name, "sha256": sha256(out / golden_name)}
+    manifest = {**first, "version": version, "artifact": artifact, "golden": golden_entry}
     (out / f"{MODEL}-{version}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    (out / "hef_sha256sum.txt").write_text(f"{first['sha256']}  {artifact}\n")
+    (out / "hef_sha256sum.txt").write_text(
+        f"{first['sha256']}  {artifact}\n{golden_entry['sha256']}  {golden_name}\n"
+    )
     return out
 
 
+# Put into an image's site-packages (a module and a .pth line that imports it; Debian's
+# own sitecustomize would shadow one of ours): /infer (HTTP) hands the backend the window
+# with ax and ay swapped, as an image with other preprocessing would. The backend itself,
+# and so the sidecar's own golden check at start-up, is untouched: only the gate's golden
+# windows through /infer can see it. Patched when the sidecar imports its contract module,
+# so that the healthcheck's short-lived interpreter does not pay for the import.
+WRONG_PREPROCESSING = """
+import importlib.machinery, sys
+
+class _SwapAxAy:
+    def find_spec(self, name, path, target=None):
+        if name != "hailo_sidecar.contract":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            parse = module.parse_infer_body
+            module.parse_infer_body = lambda body: parse(body)[..., [1, 0, 2, 3, 4, 5, 6, 7, 8]]
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _SwapAxAy())
+"""
+
+
+def wrong_numbers_image() -> str:
+    """The deployed model image plus WRONG_PREPROCESSING, pushed; its digest reference.
+
+    Healthy, well-shaped, finite and in range: only its numbers through /infer are wrong.
+    """
+    host = gpusrv_host()
+    base = image("tcn-encoder")
+    ref = f"{base['image']}:wrong-numbers"
+    site = "/opt/hailo-sidecar/lib/python3.11/site-packages/"
+    dockerfile = f"FROM {base['reference']}\nCOPY wrong_preprocessing.py wrong.pth {site}\n"
+    client = "docker --config /tmp/fault-docker"
+    files = {
+        "Dockerfile": dockerfile,
+        "wrong_preprocessing.py": WRONG_PREPROCESSING,
+        "wrong.pth": "import wrong_preprocessing\n",
+    }
+    try:
+        host.check_output(
+            f"printf %s {shlex.quote(registry_password())} | "
+            f"{client} login -u pusher --password-stdin {REGISTRY}"
+        )
+        host.check_output("rm -rf /tmp/fault-image && mkdir /tmp/fault-image")
+        for name, text in files.items():
+            host.check_output(f"printf %s {shlex.quote(text)} > /tmp/fault-image/{name}")
+        host.check_output(f"{client} pull --platform linux/arm64 {base['reference']}")
+        host.check_output(f"{client} build --platform linux/arm64 -t {ref} /tmp/fault-image")
+        host.check_output(f"{client} push {ref}")
+        digests = json.loads(
+            host.check_output(f"{client} image inspect --format '{{{{json .RepoDigests}}}}' {ref}")
+        )
+    finally:
+        host.run("rm -rf /tmp/fault-docker /tmp/fault-image")
+    return next(d for d in digests if d.startswith(base["image"] + "@"))
+
+
 def run_playbook(
-    playbook: str, extra: dict[str, Any] | None = None, label: str | None = None
+    playbook: str,
+    extra: dict[str, Any] | None = None,
+    label: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """ansible-playbook with the converge's settings (where the artifacts are), timed."""
     base = {
@@ -127,6 +201,7 @@ def run_playbook(
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
+            **(env or {}),
         },
         timeout=1800,
         check=False,
@@ -196,8 +271,9 @@ req = urllib.request.Request("http://127.0.0.1:9000/infer", data=json.dumps({"x"
 r = urllib.request.urlopen(req, timeout=30)
 body = json.loads(r.read())
 h = urllib.request.urlopen("http://127.0.0.1:9000/healthz", timeout=10)
+ready = urllib.request.urlopen("http://127.0.0.1:9000/readyz", timeout=10)
 print(json.dumps({"status": r.status, "body": body, "backend": r.headers.get("x-backend"),
-                  "healthz": [h.status, json.loads(h.read())]}))
+                  "healthz": [h.status, json.loads(h.read())], "readyz": json.loads(ready.read())}))
 """
 
 
@@ -224,8 +300,8 @@ def contract_ok(out: dict[str, Any], num_motifs: int = 12) -> bool:
 def running(name: str) -> dict[str, Any]:
     """The release the container runs: its labels and environment, and its image's digests.
 
-    The lab's sidecar runs the stub backend (onnxruntime crashes under QEMU here), which
-    serves the contract without the model: which release runs is read from the container.
+    What the role started it for is read from the container; what it loaded, from /readyz
+    (served()).
     """
     c = inspect(name)
     assert c is not None, f"no {CONTAINER} container on {name}"

@@ -61,6 +61,8 @@ def test_compile_and_image(converge):
     assert compiled["sha256"] == MANIFEST["sha256"]
     assert compiled["version"] == FIRST_VERSION
     assert compiled["parity"], "no parity figures in the report"
+    assert compiled["golden"]["file"] == MANIFEST["golden"]["file"]
+    assert compiled["golden"]["sha256"] == MANIFEST["golden"]["sha256"]
     assert converge["image"]["digest"] == image("tcn-encoder")["digest"]
     assert "linux/arm64" in converge["image"]["platforms"]
 
@@ -83,6 +85,13 @@ def test_deployed_hosts_match_their_state(converge, name):
     assert entry["image_digest"] in running
     gate = entry["gate"]
     assert 0 < gate["p50_ms"] <= gate["p95_ms"] <= converge["latency_budget_ms"], gate
+    # The golden check on this Pi, through /infer: the compiled model's numbers.
+    golden = gate["golden"]
+    assert golden["ok"] is True
+    assert golden["windows"] == MANIFEST["golden"]["windows"]
+    for name, fig in golden["outputs"].items():
+        assert fig["max_abs_error"] <= fig["tolerance_max_abs_error"], (name, fig)
+        assert fig["min_cosine_similarity"] >= fig["tolerance_min_cosine_similarity"], (name, fig)
 
 
 def test_host_without_device_is_reported_skipped(converge):
@@ -115,3 +124,5 @@ def test_rendered_report_shows_the_tables(converge):
     for stage in STAGES:
         assert f"<td>{stage}</td>" in html
     assert image("tcn-encoder")["digest"][:19] in markdown
+    assert "golden check (max abs error / min cosine)" in markdown
+    assert f"Golden vectors {MANIFEST['golden']['file']}" in markdown

@@ -49,7 +49,14 @@ def test_serves_the_contract_from_the_recorded_digest(name):
 
     out = served(name)
     assert contract_ok(out), out
-    assert out["backend"] == "stub"  # the lab's backend (see inventories/local/group_vars/pi.yml)
+    # The lab's Pis run the compiled artifact (inventories/local/group_vars/pi.yml).
+    assert out["backend"] == "onnx"
+    assert out["body"]["sha256"] == MANIFEST["sha256"]
+    ready = out["readyz"]
+    assert (ready["sha256"], ready["version"]) == (MANIFEST["sha256"], FIRST_VERSION)
+    # The sidecar checked itself against the compiler's golden vectors before it was ready.
+    assert ready["golden"]["ok"] is True, ready
+    assert ready["golden"]["windows"] == MANIFEST["golden"]["windows"]
 
     run = running(name)
     assert current["digest"] in run["image_digests"]
@@ -89,7 +96,7 @@ def test_container_is_hardened(name):
     env = dict(e.split("=", 1) for e in cfg["Env"])
     assert env["MODEL_NAME"] == MODEL
     assert env["MODEL_VERSION"] == FIRST_VERSION
-    assert env["INFER_MODE"] == "stub"
+    assert env["INFER_MODE"] == "onnx"
     assert env["SOCKET_PATH"] == "/run/hailo-sidecar/sidecar.sock"
     # The IPC socket is there, made by the sidecar's user.
     sock = pi(name).file("/run/hailo-sidecar/sidecar.sock")
@@ -104,6 +111,8 @@ def test_artifact_is_placed_verified_and_current(name):
     assert current_link(name) == release
     artifact = host.file(f"{MODELS}/{release}/{MANIFEST['artifact']}")
     assert artifact.sha256sum == MANIFEST["sha256"]
+    golden = host.file(f"{MODELS}/{release}/{MANIFEST['golden']['file']}")
+    assert golden.sha256sum == MANIFEST["golden"]["sha256"]
     assert not [p for p in host.file(MODELS).listdir() if p.startswith(".")]
     assert host.file(RECORD).mode == 0o644
 

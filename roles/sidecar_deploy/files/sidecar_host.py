@@ -27,8 +27,10 @@ exit status 2 means the parameters themselves were wrong):
               or remove it.
     install   place (when a staging directory is given), then switch.
     gate      wait for the container to be healthy, /healthz, /readyz, the /infer
-              contract (and a bad request gets a 4xx), the image digest, and a short
-              latency probe against a p95 budget. On failure: the last log lines.
+              contract (and a bad request gets a 4xx), the image digest, the golden
+              windows through /infer against the compiled model's outputs (max abs
+              error and cosine per output, within the golden file's tolerances), and
+              a short latency probe against a p95 budget. On failure: the last log lines.
     diagnose  the container's state and last log lines.
     record    write the release record (an Ansible local fact) atomically if it differs.
 """
@@ -48,7 +50,7 @@ import time
 import urllib.parse
 from typing import Any
 
-RELEASE_FILES = ("artifact", "manifest")
+RELEASE_FILES = ("artifact", "manifest", "golden")
 # Labels the role puts on the container (tasks/container.yml).
 VERSION_LABEL = "org.hailo-pipeline.release.version"
 SHA256_LABEL = "org.hailo-pipeline.release.artifact-sha256"
@@ -180,6 +182,25 @@ def check_release_dir(path: str, release: dict[str, Any]) -> str | None:
             f"sha256 mismatch for {artifact} on this host: the manifest says "
             f"{release['sha256']}, the file is {actual}"
         )
+    if release.get("golden"):
+        golden = os.path.join(path, release["golden"])
+        entry = data.get("golden") if isinstance(data.get("golden"), dict) else {}
+        if (
+            entry.get("file") != release["golden"]
+            or entry.get("sha256") != release["golden_sha256"]
+        ):
+            return (
+                f"manifest {manifest} names golden vectors {entry!r}, expected {release['golden']}"
+            )
+        try:
+            actual = sha256_file(golden)
+        except OSError as exc:
+            return f"golden vectors {golden} cannot be read: {exc.strerror}"
+        if actual != release["golden_sha256"]:
+            return (
+                f"sha256 mismatch for {golden} on this host: the manifest says "
+                f"{release['golden_sha256']}, the file is {actual}"
+            )
     return None
 
 
@@ -408,7 +429,8 @@ def cmd_place(p: dict[str, Any]) -> dict[str, Any]:
     if os.path.dirname(staging) != models or not p["staging"].startswith(".staging-"):
         return {"ok": False, "changed": False, "reason": f"bad staging path {staging}"}
     problem = check_release_dir(staging, release)
-    extra = sorted(set(os.listdir(staging)) - {release["artifact"], release["manifest"]})
+    expected = {release[key] for key in RELEASE_FILES if release.get(key)}
+    extra = sorted(set(os.listdir(staging)) - expected)
     if problem is None and extra:
         problem = f"staging directory {staging} holds unexpected files: {', '.join(extra)}"
     if problem is not None:
@@ -565,6 +587,63 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+def cosine(a: list[float], b: list[float]) -> float:
+    """Cosine similarity; two zero vectors agree (1.0), one zero vector does not (0.0)."""
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    if na == 0.0 or nb == 0.0:
+        return 1.0 if na == nb else 0.0
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)
+
+
+def golden_check(port: int, path: str) -> dict[str, Any]:
+    """Send every golden window through /infer; per output the largest absolute error and
+    the smallest cosine against the compiled model's outputs, with the worst window."""
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    figures: dict[str, dict[str, Any]] = {}
+    for name, tol in doc["tolerances"].items():
+        figures[name] = {
+            "max_abs_error": 0.0,
+            "min_cosine_similarity": 1.0,
+            **{f"tolerance_{k}": float(v) for k, v in tol.items()},
+        }
+    for index, window in enumerate(doc["windows"]):
+        status, _, body, _ = http_call(port, "POST", "/infer", {"x": window})
+        if status != 200:
+            raise GateError(f"golden window {index}: /infer answered {status}: {body[:200]!r}")
+        result = json.loads(body)
+        for name, fig in figures.items():
+            got, want = result.get(name), doc["outputs"][name][index]
+            problem = finite_list(got, len(want))
+            if problem:
+                raise GateError(f"golden window {index}: /infer {name} {problem}")
+            err = max(abs(g - w) for g, w in zip(got, want, strict=True))
+            cos = cosine(got, want)
+            if err > fig["max_abs_error"]:
+                fig["max_abs_error"], fig["worst_abs_window"] = err, index
+            if cos < fig["min_cosine_similarity"]:
+                fig["min_cosine_similarity"], fig["worst_cosine_window"] = cos, index
+    problems = []
+    for name, fig in figures.items():
+        err, cos = fig["max_abs_error"], fig["min_cosine_similarity"]
+        if not err <= fig["tolerance_max_abs_error"]:
+            where = fig.get("worst_abs_window")
+            problems.append(f"{name} max abs error {err:.6g} > {fig['tolerance_max_abs_error']}")
+            problems[-1] += f" (window {where})"
+        if not cos >= fig["tolerance_min_cosine_similarity"]:
+            where = fig.get("worst_cosine_window")
+            problems.append(f"{name} cosine {cos:.6f} < {fig['tolerance_min_cosine_similarity']}")
+            problems[-1] += f" (window {where})"
+        fig["max_abs_error"], fig["min_cosine_similarity"] = round(err, 6), round(cos, 6)
+    out = {"windows": len(doc["windows"]), "outputs": figures, "ok": not problems}
+    if problems:
+        out["reason"] = (
+            f"the golden check failed: /infer does not compute what the compiler's "
+            f"{os.path.basename(path)} says ({'; '.join(problems)})"
+        )
+    return out
+
+
 class GateError(Exception):
     pass
 
@@ -702,6 +781,12 @@ def cmd_gate(p: dict[str, Any]) -> dict[str, Any]:
         if not 400 <= status < 500:
             raise GateError(f"a 99-row window got {status}, expected a 4xx: {body[:200]!r}")
         out["checks"].append("bad input 4xx")
+
+        if p.get("golden"):
+            out["golden"] = golden_check(port, p["golden"])
+            if not out["golden"]["ok"]:
+                raise GateError(out["golden"]["reason"])
+            out["checks"].append("golden")
 
         payload = json.dumps({"x": window(11)}).encode()
         for _ in range(int(p.get("warmup", 3))):

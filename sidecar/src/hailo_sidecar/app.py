@@ -187,6 +187,7 @@ def create_app(
             "sha256": info.sha256,
             "backend": info.backend,
             "ipc": service.ipc_state,
+            "golden": service.golden,
         }
         return _json(body, 200 if ready else 503)
 

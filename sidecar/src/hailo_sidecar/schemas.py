@@ -6,7 +6,7 @@ are parsed and checked by contract.py without them.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -84,3 +84,8 @@ class ReadyResponse(BaseModel):
     sha256: str
     backend: str
     ipc: str = Field(default="off", description="The IPC socket: off, listening, failed: why")
+    golden: dict[str, Any] | None = Field(
+        default=None,
+        description="The golden check: per output max_abs_error and min_cosine_similarity "
+        "against the compiled model's outputs, with the tolerances (null: no golden vectors)",
+    )

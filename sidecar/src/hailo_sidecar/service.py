@@ -5,9 +5,10 @@ HTTP (app.py) and the Unix-socket IPC server (ipc/server.py) call the same
 
 Start-up (`start`): [onnx/hailo] find the manifest (MODEL_MANIFEST, or discovery of
 MODEL_NAME/MODEL_VERSION in MODELS_DIR), check its target and shapes against the
-contract, verify the artifact's sha256 (before anything loads it) ->
-construct and `load()` the backend -> `warm_up()`. Ready only if all of that
-succeeded. A failure leaves the service up but not ready, with the reason; it
+contract, verify the artifact's sha256 (before anything loads it) and the golden
+vectors' (golden.py) -> construct and `load()` the backend -> `warm_up()` -> run the
+golden windows and compare with the compiled model's outputs. Ready only if all of
+that succeeded. A failure leaves the service up but not ready, with the reason; it
 never raises, so /healthz and /metrics keep answering.
 
 Serving (`run`, shared by HTTP and IPC): admission (admission.py: one backend call at
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import golden
 from .admission import Admission, ClientGoneError, DeadlineExceededError, RefusedError
 from .backends import Backend, BackendError, BackendInfo, create_backend
 from .config import Config
@@ -59,6 +61,8 @@ class Service:
         self.backend: Backend | None = None
         self.ready = False
         self.reason: str | None = "starting"
+        # The golden check's figures (golden.compare), None until it ran or without one.
+        self.golden: dict[str, Any] | None = None
         self._timer: Any = None
         self._counter: Any = None
         self._set_info(BackendInfo(config.infer_mode, "unknown", "unknown", "unknown"))
@@ -83,7 +87,7 @@ class Service:
     def start(self) -> None:
         try:
             self._start()
-        except (ManifestError, ArtifactError, BackendError) as exc:
+        except (ManifestError, ArtifactError, BackendError, golden.GoldenMismatchError) as exc:
             self._fail(str(exc))
         except Exception as exc:  # a bug or an unexpected library error: stay up, say so
             log.exception("start-up failed")
@@ -92,6 +96,7 @@ class Service:
 
     def _start(self) -> None:
         cfg = self.config
+        reference: golden.Golden | None = None
         if cfg.infer_mode == "stub":
             backend = self._factory(cfg)
         else:
@@ -103,6 +108,7 @@ class Service:
             )
             artifact = manifest.artifact_path(cfg.model_path)
             verify_artifact(artifact, manifest.sha256)
+            reference = golden.load(manifest, cfg.num_motifs)
             backend = self._factory(
                 cfg,
                 artifact,
@@ -113,6 +119,11 @@ class Service:
         self.backend = backend
         backend.load()
         backend.warm_up()
+        if reference is not None:
+            latent, motifs = backend.infer(reference.windows)
+            self.golden = golden.compare(reference, {"latent": latent, "motif_scores": motifs})
+            if not self.golden["ok"]:
+                raise golden.GoldenMismatchError(self.golden["reason"])
         self._set_info(backend.describe())
         self._timer, self._counter = self.metrics.inference_observer(backend.name)
         self.ready, self.reason = True, None

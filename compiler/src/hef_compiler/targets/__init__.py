@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from hef_compiler.config import ModelConfig
+from hef_compiler.golden import GoldenOutputs
 from hef_compiler.onnx_check import ValidatedModel
 from hef_compiler.parity import ParityFigures
 
@@ -39,6 +40,12 @@ class Target(Protocol):
         artifact_name: str,
     ) -> BuildResult:
         """Compile into ``work``; return the artifact path (named ``artifact_name``)."""
+        ...
+
+    def reference(
+        self, cfg: ModelConfig, work: Path, artifact: Path, windows: np.ndarray
+    ) -> GoldenOutputs:
+        """The compiled model's outputs on ``windows`` (K, 100, 9), for the golden file."""
         ...
 
 

@@ -24,6 +24,7 @@ from hef_compiler import calibration as calib
 from hef_compiler import parity, progress
 from hef_compiler.config import ModelConfig
 from hef_compiler.errors import ParityError
+from hef_compiler.golden import GoldenOutputs
 from hef_compiler.onnx_check import ValidatedModel
 from hef_compiler.targets import BuildResult
 
@@ -101,3 +102,18 @@ class CpuTarget:
                 f"{cfg.source}; previous artifacts were left as they were)"
             )
         return BuildResult(artifact=out, backend=self.backend(), parity=figures)
+
+    def reference(
+        self, cfg: ModelConfig, work: Path, artifact: Path, windows: np.ndarray
+    ) -> GoldenOutputs:
+        session = parity.session(artifact)
+        names = list(cfg.outputs)
+        rows: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for window in windows:
+            got = session.run(names, {cfg.input_name: window[None, ...].astype(np.float32)})
+            for name, value in zip(names, got, strict=True):
+                rows[name].append(np.asarray(value, dtype=np.float32).ravel())
+        return GoldenOutputs(
+            outputs={name: np.stack(values) for name, values in rows.items()},
+            produced_by=f"onnxruntime {ort.__version__} (CPU) on the INT8 artifact",
+        )

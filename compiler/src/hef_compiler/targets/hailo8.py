@@ -39,12 +39,15 @@ from hef_compiler import calibration as calib
 from hef_compiler import progress
 from hef_compiler.config import ModelConfig
 from hef_compiler.errors import ToolchainError
+from hef_compiler.golden import GoldenOutputs
 from hef_compiler.onnx_check import ValidatedModel
 from hef_compiler.targets import BuildResult
 
 ENV_HOME = "HAILO_DFC_HOME"
 ENV_LICENSE = "HAILO_DFC_LICENSE_FILE"
 DFC_EXECUTABLE = "hailo"
+# Run by the DFC's own interpreter (beside `hailo`): it needs hailo_sdk_client.
+EMULATE_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_emulate.py"
 WHERE_TO_GET = (
     "The Hailo Dataflow Compiler is a licensed download from the Hailo Developer Zone "
     "(https://hailo.ai/developer-zone/software-downloads/, sign-in required). Install it "
@@ -294,3 +297,32 @@ class Hailo8Target:
         artifact = work / artifact_name
         os.replace(hef, artifact)
         return BuildResult(artifact=artifact, backend=backend, parity=None)
+
+    def reference(
+        self, cfg: ModelConfig, work: Path, artifact: Path, windows: np.ndarray
+    ) -> GoldenOutputs:
+        """The DFC's quantized emulator (SDK_QUANTIZED) on the optimized HAR: the numbers
+        the Hailo-8 is meant to give for this HEF."""
+        dfc_dir = work / "dfc"
+        har = dfc_dir / f"{cfg.net_name}_optimized.har"
+        _expect(har, "optimize")
+        python = self.hailo().parent / "python"
+        if not python.exists():
+            raise ToolchainError(
+                f"{python} is missing: the golden vectors run the DFC's quantized emulator "
+                "with the Python of the DFC's environment (beside its 'hailo' command)"
+            )
+        given = calib.save_windows(windows, dfc_dir / "golden_windows.npy")
+        out = dfc_dir / "golden_outputs.npz"
+        argv = [str(python), str(EMULATE_SCRIPT), "--har", str(har), "--windows", str(given)]
+        argv += ["--output", str(out)]
+        for name, shape in cfg.outputs.items():
+            argv += ["--output-width", f"{name}={int(np.prod(shape[1:]))}"]
+        with progress.step(f"DFC emulator (SDK_QUANTIZED) on {len(windows)} golden windows"):
+            run_step("emulator", argv, dfc_env(self.env), dfc_dir)
+        _expect(out, "emulator")
+        with np.load(out, allow_pickle=False) as data:
+            outputs = {name: data[name].astype(np.float32) for name in cfg.outputs}
+        return GoldenOutputs(
+            outputs=outputs, produced_by=f"{self.backend()} quantized emulator (SDK_QUANTIZED)"
+        )
