@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring this machine up as the hailo-pipeline lab host, idempotently:
-#   1. Debian packages (docker.io, qemu-user >= 10, debootstrap, promtool, ...); on Debian 12 QEMU
+#   1. Debian packages (docker.io, qemu-user >= 10, debootstrap, ...); on Debian 12 QEMU
 #      comes from bookworm-backports, pinned to the QEMU packages alone
 #   2. a Docker engine that answers (a running one is left alone)
 #   3. arm64 user emulation through binfmt_misc, with the F flag, QEMU >= 10 checked
@@ -25,9 +25,7 @@ LAB_LOG_DIR=${LAB_LOG_DIR:-/var/log/hailo-lab}
 DOCKER=${DOCKER:-/usr/bin/docker}
 # Bump when the way a rootfs is made changes, so every cached image is rebuilt.
 RECIPE_VERSION=2
-# prometheus: for its promtool, which lints the sidecar's /metrics in a test (the server
-# is not started: no systemd here, and nothing enables it).
-HOST_PACKAGES=(docker.io qemu-user qemu-user-binfmt debootstrap python3-venv git make curl ca-certificates prometheus)
+HOST_PACKAGES=(docker.io qemu-user qemu-user-binfmt debootstrap python3-venv git make curl ca-certificates)
 # QEMU 7.2 (Debian 12's own) kills onnxruntime's aarch64 wheel with SIGSEGV as soon as
 # /proc is mounted; 10.0 runs it bit-identical to x86_64 (sidecar/IMAGE.md).
 QEMU_MIN_MAJOR=10
