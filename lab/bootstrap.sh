@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring this machine up as the hailo-pipeline lab host, idempotently:
-#   1. Debian packages (docker.io, qemu-user >= 10, debootstrap, ...); on Debian 12 QEMU
+#   1. Debian packages (docker.io, qemu-user >= 10, debootstrap, promtool, ...); on Debian 12 QEMU
 #      comes from bookworm-backports, pinned to the QEMU packages alone
 #   2. a Docker engine that answers (a running one is left alone)
 #   3. arm64 user emulation through binfmt_misc, with the F flag, QEMU >= 10 checked
@@ -120,6 +120,20 @@ install_packages() {
 	qemu_installed_new_enough || die "qemu-user $(dpkg-query -W -f='${Version}' qemu-user 2>/dev/null) was installed; the lab needs QEMU >= $QEMU_MIN_MAJOR." \
 		"On Debian 12 it comes from bookworm-backports: check $BACKPORTS_SOURCE and $BACKPORTS_PIN," \
 		"and that 'apt-cache policy qemu-user' offers a $QEMU_MIN_MAJOR.x candidate."
+}
+
+# promtool (from Debian's prometheus package) lints the sidecar's /metrics in a test. Only
+# the binary is taken out of the package: installing it would enable a Prometheus server.
+install_promtool() {
+	command -v promtool >/dev/null && return 0
+	local work
+	work=$(mktemp -d)
+	info "promtool: taken from Debian's prometheus package into /usr/local/bin"
+	(cd "$work" && { apt-get download prometheus >>"$LAB_LOG_DIR/apt.log" 2>&1 ||
+		{ apt-get update -qq >>"$LAB_LOG_DIR/apt.log" 2>&1 && apt-get download prometheus >>"$LAB_LOG_DIR/apt.log" 2>&1; }; } &&
+		dpkg-deb -x prometheus_*.deb root && install -m 0755 root/usr/bin/promtool /usr/local/bin/promtool) ||
+		{ rm -rf "$work"; die "could not extract promtool from Debian's prometheus package (log: $LAB_LOG_DIR/apt.log)."; }
+	rm -rf "$work"
 }
 
 start_dockerd() {
@@ -339,6 +353,7 @@ main() {
 	t0=$SECONDS
 	check_host
 	install_packages
+	install_promtool
 	start_dockerd
 	enable_binfmt
 	build_images
