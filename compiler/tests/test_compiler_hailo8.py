@@ -30,7 +30,9 @@ import numpy as np
 argv = sys.argv[1:]
 with open(os.environ["FAKE_HAILO_LOG"], "a") as log:
     log.write(json.dumps({{"argv": argv, "cwd": os.getcwd(),
-                          "license": os.environ.get("HAILO_DFC_LICENSE_FILE")}}) + "\n")
+                          "license": os.environ.get("HAILO_DFC_LICENSE_FILE"),
+                          "home": os.environ.get("HOME"),
+                          "tmpdir": os.environ.get("TMPDIR")}}) + "\n")
 if argv == ["--version"]:
     print("HailoRT v4.20.0")
     print("Hailo Dataflow Compiler v3.30.0")
@@ -46,6 +48,15 @@ if os.environ.get("FAKE_HAILO_FAIL") == step:
           file=sys.stderr)
     sys.exit(3)
 Path("hailo_sdk.client.log").write_text("DFC log written into the working directory\n")
+# Like the real DFC (and TensorFlow under it), write into $HOME and the temp directory:
+# with HOME=/nonexistent or a read-only /tmp this fails.
+import tempfile
+Path(os.environ["HOME"], ".hailo").mkdir(exist_ok=True)
+Path(os.environ["HOME"], ".hailo", "sdk.log").write_text(step + "\n")
+if not tempfile.gettempdir().startswith(os.environ.get("TMPDIR") or "/nowhere"):
+    sys.exit(f"[fake] {{tempfile.gettempdir()}} is read-only in the job (no TMPDIR given)")
+with tempfile.NamedTemporaryFile(prefix="dfc-") as scratch:
+    scratch.write(b"scratch")
 if step == "parser":
     assert argv[1] == "onnx" and Path(argv[2]).is_file(), argv
     Path(opt("--har-path")).write_bytes(b"HAR parsed " + opt("--net-name").encode())
@@ -122,15 +133,19 @@ def fake_dfc(tmp_path: Path) -> dict[str, Any]:
     home = tmp_path / "dfc"
     (home / "bin").mkdir(parents=True)
     exe = home / "bin" / "hailo"
-    exe.write_text(FAKE_HAILO.format(python=sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    # As in a venv: bin/python is a symlink to the interpreter that made it, and the
+    # console script's shebang names bin/python.
     (home / "bin" / "python").symlink_to(sys.executable)
+    exe.write_text(FAKE_HAILO.format(python=home / "bin" / "python"))
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     sdk = home / "site" / "hailo_sdk_client"
     sdk.mkdir(parents=True)
     (sdk / "__init__.py").write_text(FAKE_SDK)
     log = tmp_path / "hailo-calls.jsonl"
     env = {
         "PATH": "/usr/bin:/bin",
+        # As in the job: a read-only root and a HOME that does not exist.
+        "HOME": "/nonexistent",
         "HAILO_DFC_HOME": str(home),
         "FAKE_HAILO_LOG": str(log),
         "PYTHONPATH": str(home / "site"),
@@ -350,3 +365,53 @@ def test_unsupported_op_stops_before_the_dfc(
     assert "node 'motif_prob' uses Hardmax" in run.summary["error"]
     assert _calls(fake_dfc["log"]) == []
     assert os.path.exists(fake_dfc["exe"])
+
+
+def test_dfc_runs_with_home_and_tmpdir_in_the_work_directory(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    out = workspace / "artifacts"
+    calls = _calls(fake_dfc["log"])
+    version = calls[0]
+    assert version["argv"] == ["--version"]
+    assert Path(version["home"]).parent == out
+    assert Path(version["cwd"]) == Path(version["home"])
+    assert version["tmpdir"] == version["home"]
+    steps = [c for c in calls if c["argv"][0] != "--version"]
+    assert [c["argv"][0] for c in steps] == ["parser", "optimize", "compiler"]
+    for call in steps:
+        home, tmpdir = Path(call["home"]), Path(call["tmpdir"])
+        # Inside the staging directory in the output directory (removed afterwards).
+        assert home.parent.parent.parent == out, home
+        assert home.name == "home"
+        assert tmpdir.parent == home.parent
+        assert tmpdir.name == "tmp"
+    assert [p for p in out.iterdir() if p.is_dir()] == []
+
+
+def test_venv_python_linking_to_a_missing_interpreter_is_diagnosed(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    link: Path = fake_dfc["home"] / "bin" / "python"
+    link.unlink()
+    link.symlink_to("/usr/local/pyenv/versions/3.10.14/bin/python3.10")
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 4
+    message = run.summary["error"]
+    assert f"{link} is a symlink to /usr/local/pyenv/versions/3.10.14/bin/python3.10" in message
+    assert "does not exist in this container" in message
+    # Found before any DFC command ran (not even --version).
+    assert _calls(fake_dfc["log"]) == []
+
+
+def test_check_reports_a_broken_venv_as_a_note(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    link: Path = fake_dfc["home"] / "bin" / "python"
+    link.unlink()
+    link.symlink_to("python3.10")  # relative, as `python -m venv` on some hosts writes
+    run = run_cli("--target", "hailo8", "--check", env=fake_dfc["env"])
+    assert run.code == 0
+    assert any("is a symlink to python3.10" in n for n in run.summary["notes"])

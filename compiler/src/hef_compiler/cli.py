@@ -117,7 +117,7 @@ def run_compile(
     cfg: ModelConfig, target_name: str, output: Path, env: Mapping[str, str], force: bool
 ) -> dict[str, Any]:
     require_x86_64()
-    target = get_target(target_name, env)
+    target = get_target(target_name, env, scratch=output)
     summary = _base(cfg, target_name, output)
     with artifacts.locked(output):
         with progress.step(f"validating {cfg.onnx_path} for target '{target_name}'"):

@@ -49,7 +49,11 @@ class Target(Protocol):
         ...
 
 
-def get_target(name: str, env: Mapping[str, str] | None = None) -> Target:
+def get_target(
+    name: str, env: Mapping[str, str] | None = None, scratch: Path | None = None
+) -> Target:
+    """``scratch``: a writable directory for toolchain runs before the work directory
+    exists (the output directory; ``None`` for read-only uses such as ``--check``)."""
     if name == "cpu":
         from hef_compiler.targets.cpu import CpuTarget
 
@@ -57,5 +61,5 @@ def get_target(name: str, env: Mapping[str, str] | None = None) -> Target:
     if name == "hailo8":
         from hef_compiler.targets.hailo8 import Hailo8Target
 
-        return Hailo8Target(env)
+        return Hailo8Target(env, scratch)
     raise ValueError(f"unknown target {name!r}; allowed: cpu, hailo8")

@@ -13,9 +13,13 @@ The DFC is licensed and never part of the compiler image. It is mounted at run t
           --output-har-path N_compiled.har                      -> D/N.hef
 
 The DFC runs in a scratch directory (it writes its own logs into the working
-directory); only the .hef is kept. If the DFC needs a licence file, its path comes
-from ``HAILO_DFC_LICENSE_FILE`` in the environment (mounted read-only): it is checked
-to exist and passed through in the environment, never read, copied or recorded.
+directory), with HOME and TMPDIR inside it too: the job runs with a read-only root and
+HOME=/nonexistent. Only the .hef is kept. Before anything runs, the DFC environment's
+interpreter is checked: a venv's ``bin/python`` is a symlink to the interpreter that
+made it, which a container may not have at that path. If the DFC needs a licence
+file, its path comes from ``HAILO_DFC_LICENSE_FILE`` in the environment (mounted
+read-only): it is checked to exist and passed through in the environment, never read,
+copied or recorded.
 
 NOT EXERCISED HERE: no DFC is installable in this project's lab; the tests check the
 exact argv lists, the guardrails, and the sequence against a fake ``hailo``.
@@ -29,6 +33,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,7 @@ import numpy as np
 
 from hef_compiler import calibration as calib
 from hef_compiler import progress
+from hef_compiler.artifacts import STAGING_PREFIX
 from hef_compiler.config import ModelConfig
 from hef_compiler.errors import ToolchainError
 from hef_compiler.golden import GoldenOutputs
@@ -125,6 +131,67 @@ def check_license(env: Mapping[str, str]) -> None:
         )
 
 
+def _shebang(script: Path) -> str | None:
+    """The interpreter a script's ``#!`` line names (absolute paths only), else None."""
+    try:
+        with script.open("rb") as fh:
+            first = fh.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return words[0] if words and words[0].startswith("/") else None
+
+
+def check_interpreter(hailo: Path) -> None:
+    """The DFC environment's Python must exist in this container.
+
+    A venv's ``bin/python`` is a symlink to the interpreter that created it (e.g.
+    /usr/bin/python3.10 or a pyenv path on the build host); mounted into the compiler
+    image that target may be missing, and every DFC step would fail with a bare
+    "No such file or directory". Checked: ``bin/python`` beside ``hailo`` and the
+    interpreter named by ``hailo``'s ``#!`` line.
+    """
+    candidates: list[Path] = []
+    beside = hailo.parent / "python"
+    if os.path.lexists(beside):
+        candidates.append(beside)
+    named = _shebang(hailo)
+    if named is not None and Path(named) not in candidates:
+        candidates.append(Path(named))
+    for path in candidates:
+        if os.path.exists(path):
+            continue
+        fix = (
+            "Create the DFC environment with an interpreter the compiler image has at the "
+            "same path (python3.11 at /usr/bin/python3.11: `/usr/bin/python3.11 -m venv "
+            "/opt/hailo-dfc`, then install the hailo_dataflow_compiler wheel into it), or "
+            "build a private compiler image with the DFC inside (never pushed to a public "
+            f"registry). {WHERE_TO_GET}"
+        )
+        if os.path.islink(path):
+            raise ToolchainError(
+                f"the DFC environment's interpreter is missing: {path} is a symlink to "
+                f"{os.readlink(path)} (resolves to {os.path.realpath(path)}), which does "
+                f"not exist in this container. {fix}"
+            )
+        raise ToolchainError(
+            f"the DFC environment's interpreter is missing: {hailo} starts with "
+            f"#!{path}, which does not exist in this container. {fix}"
+        )
+
+
+def scratch_env(env: Mapping[str, str], dfc_dir: Path) -> dict[str, str]:
+    """The DFC's environment for one compile: HOME and TMPDIR inside ``dfc_dir``'s parent
+    (the job's work directory, on the writable output mount), created here."""
+    work = dfc_dir.parent
+    home, tmp = work / "home", work / "tmp"
+    home.mkdir(exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    return {**dfc_env(env), "HOME": str(home), "TMPDIR": str(tmp)}
+
+
 def parse_version(text: str) -> str | None:
     for pattern in _VERSION_PATTERNS:
         m = pattern.search(text)
@@ -133,12 +200,23 @@ def parse_version(text: str) -> str | None:
     return None
 
 
-def dfc_version(hailo: Path, env: Mapping[str, str]) -> str:
-    """The DFC's version from ``hailo --version`` (``unknown`` when it prints none)."""
+def dfc_version(hailo: Path, env: Mapping[str, str], scratch: Path | None = None) -> str:
+    """The DFC's version from ``hailo --version`` (``unknown`` when it prints none).
+
+    With ``scratch``, it runs in a temporary directory there (also its HOME and TMPDIR),
+    removed afterwards; the next run's lock clears one left by a killed run."""
+    if scratch is None:
+        return _dfc_version(hailo, dfc_env(env), None)
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}version-", dir=scratch) as tmp:
+        return _dfc_version(hailo, {**dfc_env(env), "HOME": tmp, "TMPDIR": tmp}, Path(tmp))
+
+
+def _dfc_version(hailo: Path, env: Mapping[str, str], cwd: Path | None) -> str:
     try:
         proc = subprocess.run(
             [str(hailo), "--version"],
-            env=dfc_env(env),
+            env=dict(env),
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=300,
@@ -252,19 +330,22 @@ def _collect_hef(cmds: DfcCommands, before: set[Path]) -> Path:
 class Hailo8Target:
     name = "hailo8"
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, scratch: Path | None = None) -> None:
         self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.scratch = scratch
         self._hailo: Path | None = None
         self._version: str | None = None
 
     def hailo(self) -> Path:
         if self._hailo is None:
-            self._hailo = find_hailo(self.env)
+            hailo = find_hailo(self.env)
+            check_interpreter(hailo)
+            self._hailo = hailo
         return self._hailo
 
     def backend(self) -> str:
         if self._version is None:
-            self._version = dfc_version(self.hailo(), self.env)
+            self._version = dfc_version(self.hailo(), self.env, self.scratch)
         return f"hailo DFC {self._version}"
 
     def build(
@@ -283,7 +364,7 @@ class Hailo8Target:
         dfc_dir.mkdir(parents=True, exist_ok=True)
         cmds = commands(hailo, cfg, cfg.onnx_path, dfc_dir)
         calib.save_windows(calibration, cmds.calib_set)
-        env = dfc_env(self.env)
+        env = scratch_env(self.env, dfc_dir)
         with progress.step("DFC parser (ONNX -> HAR)"):
             run_step("parser", cmds.parse, env, dfc_dir)
         _expect(cmds.har, "parser")
@@ -319,7 +400,7 @@ class Hailo8Target:
         for name, shape in cfg.outputs.items():
             argv += ["--output-width", f"{name}={int(np.prod(shape[1:]))}"]
         with progress.step(f"DFC emulator (SDK_QUANTIZED) on {len(windows)} golden windows"):
-            run_step("emulator", argv, dfc_env(self.env), dfc_dir)
+            run_step("emulator", argv, scratch_env(self.env, dfc_dir), dfc_dir)
         _expect(out, "emulator")
         with np.load(out, allow_pickle=False) as data:
             outputs = {name: data[name].astype(np.float32) for name in cfg.outputs}
