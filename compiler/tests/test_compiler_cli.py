@@ -21,6 +21,7 @@ MANIFEST_KEYS = [
     "model",
     "version",
     "target",
+    "hw_arch",
     "artifact",
     "sha256",
     "inputs",
@@ -48,6 +49,7 @@ def test_manifest_content(run_cli: Callable[..., Run], workspace: Path) -> None:
     assert manifest["model"] == "tcn_encoder"
     assert manifest["version"] == "0.1.0"
     assert manifest["target"] == "cpu"
+    assert manifest["hw_arch"] is None  # no Hailo architecture: the INT8 ONNX runs on CPU
     assert manifest["artifact"] == "tcn_encoder-0.1.0.onnx"
     assert manifest["sha256"] == _sha(out / "tcn_encoder-0.1.0.onnx")
     assert manifest["inputs"] == {"x": [1, 100, 9]}

@@ -41,7 +41,7 @@ def test_reference_config_loads() -> None:
     ("overrides", "key", "fragment"),
     [
         ({"target": "gpu"}, "'target'", "allowed values: cpu, hailo8"),
-        ({"hw_arch": "hailo15h"}, "'hw_arch'", "allowed values: hailo8"),
+        ({"hw_arch": "hailo15h"}, "'hw_arch'", "allowed values: hailo8, hailo8l"),
         ({"version": "1.0"}, "'version'", "semantic version"),
         ({"model": "TCN-Encoder"}, "'model'", "[a-z][a-z0-9_]*"),
         ({"schema": 2}, "'schema'", "allowed values: 1"),
@@ -125,3 +125,12 @@ def test_config_sha_changes_with_content(
     a = load_config(write_config(), workspace).sha256
     b = load_config(write_config(version="0.1.1"), workspace).sha256
     assert a != b
+
+
+def test_hailo8l_is_an_architecture_of_the_hailo8_target(
+    write_config: Callable[..., Path], workspace: Path
+) -> None:
+    cfg = load_config(write_config(hw_arch="hailo8l", target="hailo8"), workspace)
+    assert cfg.hw_arch == "hailo8l"
+    assert cfg.target == "hailo8"
+    assert cfg.artifact_name("hailo8") == "tcn_encoder-0.1.0.hef"

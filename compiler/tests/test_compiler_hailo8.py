@@ -57,22 +57,41 @@ if not tempfile.gettempdir().startswith(os.environ.get("TMPDIR") or "/nowhere"):
     sys.exit(f"[fake] {{tempfile.gettempdir()}} is read-only in the job (no TMPDIR given)")
 with tempfile.NamedTemporaryFile(prefix="dfc-") as scratch:
     scratch.write(b"scratch")
+def read_har(path, kind):
+    data = Path(path).read_bytes()
+    prefix = b"HAR " + kind.encode() + b" "
+    if not data.startswith(prefix):
+        sys.exit(f"[error] {{path}} is not a {{kind}} HAR")
+    return json.loads(data[len(prefix):])
+
+def write_har(path, kind, info):
+    Path(path).write_bytes(b"HAR " + kind.encode() + b" " + json.dumps(info).encode())
+
+ARCHS = ("hailo8", "hailo8l", "hailo8r", "hailo10h", "hailo15h", "hailo15m")
+arch = opt("--hw-arch") if "--hw-arch" in argv else "hailo8"  # the DFC's default
+if arch not in ARCHS:
+    sys.exit(f"[error] argument --hw-arch: invalid choice: {{arch!r}}")
 if step == "parser":
     assert argv[1] == "onnx" and Path(argv[2]).is_file(), argv
-    Path(opt("--har-path")).write_bytes(b"HAR parsed " + opt("--net-name").encode())
+    info = {{"net": opt("--net-name"), "hw_arch": arch}}
+    write_har(opt("--har-path"), "parsed", info)
     print("[info] Translation completed")
 elif step == "optimize":
-    assert Path(argv[1]).is_file(), argv
+    info = read_har(argv[1], "parsed")
+    if info["hw_arch"] != arch:
+        sys.exit(f"[error] HAR is for {{info['hw_arch']}}, --hw-arch is {{arch}}")
     calib = np.load(opt("--calib-set-path"))
     assert calib.dtype == np.float32 and calib.shape[1:] == (100, 9), calib.shape
-    Path(opt("--output-har-path")).write_bytes(b"HAR optimized with %d windows" % len(calib))
+    write_har(opt("--output-har-path"), "optimized", {{**info, "windows": len(calib)}})
     print("[info] Model Optimization is done")
 elif step == "compiler":
     har = Path(argv[1])
-    assert har.is_file(), argv
+    info = read_har(har, "optimized")
+    if info["hw_arch"] != arch:
+        sys.exit(f"[error] HAR is for {{info['hw_arch']}}, --hw-arch is {{arch}}")
     net = har.name[: -len("_optimized.har")]
     Path(opt("--output-dir"), net + ".hef").write_bytes(b"HEF for " + net.encode())
-    Path(opt("--output-har-path")).write_bytes(b"HAR compiled")
+    write_har(opt("--output-har-path"), "compiled", info)
     print("[info] Compilation complete")
 else:
     sys.exit(f"unexpected command {{argv}}")
@@ -284,6 +303,7 @@ def test_fake_dfc_runs_the_three_steps_and_the_hef_is_published(
         assert str(licence).encode() not in p.read_bytes()
     manifest = json.loads((out / "tcn_encoder-0.1.0.manifest.json").read_text())
     assert manifest["target"] == "hailo8"
+    assert manifest["hw_arch"] == "hailo8"
     assert manifest["artifact"] == "tcn_encoder-0.1.0.hef"
     assert manifest["compiler"]["backend"] == "hailo DFC 3.30.0"
     assert manifest["parity"]["max_abs_error"] == {}
@@ -415,3 +435,49 @@ def test_check_reports_a_broken_venv_as_a_note(
     run = run_cli("--target", "hailo8", "--check", env=fake_dfc["env"])
     assert run.code == 0
     assert any("is a symlink to python3.10" in n for n in run.summary["notes"])
+
+
+def test_hailo8l_every_dfc_step_gets_the_architecture(
+    run_cli: Callable[..., Run],
+    write_config: Callable[..., Path],
+    workspace: Path,
+    fake_dfc: dict[str, Any],
+) -> None:
+    write_config(hw_arch="hailo8l")
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    steps = [c["argv"] for c in _calls(fake_dfc["log"]) if c["argv"][0] != "--version"]
+    assert [a[0] for a in steps] == ["parser", "optimize", "compiler"]
+    for argv in steps:
+        assert argv[argv.index("--hw-arch") + 1] == "hailo8l", argv
+    out = workspace / "artifacts"
+    manifest = json.loads((out / "tcn_encoder-0.1.0.manifest.json").read_text())
+    # target: the toolchain and artifact kind (a .hef for HailoRT); hw_arch: the chip.
+    assert manifest["target"] == "hailo8"
+    assert manifest["hw_arch"] == "hailo8l"
+    assert manifest["artifact"] == "tcn_encoder-0.1.0.hef"
+    # Same model, other chip: a new compile, not "up to date".
+    write_config(hw_arch="hailo8")
+    again = run_cli("--target", "hailo8", "--check", env=fake_dfc["env"])
+    assert again.summary["status"] == "stale"
+
+
+def test_fake_dfc_refuses_a_har_of_another_architecture(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    exe: Path = fake_dfc["exe"]
+    # A broken driver that forgets --hw-arch on optimize: the DFC would use hailo8.
+    exe.write_text(
+        exe.read_text().replace(
+            "argv = sys.argv[1:]\n",
+            "argv = sys.argv[1:]\n"
+            "if argv[0] == 'optimize' and '--hw-arch' in argv:\n"
+            "    i = argv.index('--hw-arch'); del argv[i:i + 2]\n",
+            1,
+        )
+    )
+    cfg = fake_dfc["home"].parent / "repo" / "hailo_models" / "tcn_encoder.yaml"
+    cfg.write_text(cfg.read_text().replace("hw_arch: hailo8", "hw_arch: hailo8l"))
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 4
+    assert "HAR is for hailo8l, --hw-arch is hailo8" in run.summary["error"]

@@ -77,6 +77,7 @@ def build_manifest(
         "model": cfg.model,
         "version": cfg.version,
         "target": target,
+        "hw_arch": cfg.hw_arch_for(target),
         "artifact": artifact_name,
         "sha256": artifact_sha256,
         "inputs": {name: list(shape) for name, shape in cfg.inputs.items()},
@@ -219,6 +220,7 @@ def freshness(
     expected: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "target": target,
+        "hw_arch": cfg.hw_arch_for(target),
         "artifact": cfg.artifact_name(target),
         "source_onnx_sha256": source_onnx_sha256,
         "config_sha256": cfg.sha256,

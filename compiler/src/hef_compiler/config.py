@@ -22,7 +22,12 @@ from hef_compiler.errors import ConfigError
 
 SCHEMA_VERSION = 1
 TARGETS = ("cpu", "hailo8")
-HW_ARCHS = ("hailo8",)
+# The Hailo-8 family's chips; both take a .hef from the same DFC and HailoRT (target
+# hailo8). A HEF runs on the chip it was compiled for; HailoRT also runs a hailo8l HEF
+# on a Hailo-8 ("Hailo8 can work with Hailo8L configurations": hailo-ai/hailort,
+# libhailort, VdmaConfigManager::add_hef), not the other way round: the AI Kit and the
+# 13-TOPS AI HAT+ (Hailo-8L) need hw_arch hailo8l.
+HW_ARCHS = ("hailo8", "hailo8l")
 _MODEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
@@ -118,6 +123,11 @@ class ModelConfig:
     @property
     def input_name(self) -> str:
         return next(iter(self.inputs))
+
+    def hw_arch_for(self, target: str) -> str | None:
+        """The manifest's ``hw_arch``: the Hailo chip a ``hailo8`` artifact is compiled for
+        (``hailo8`` or ``hailo8l``); ``None`` for ``cpu``, which targets no Hailo chip."""
+        return self.hw_arch if target == "hailo8" else None
 
     def artifact_name(self, target: str) -> str:
         return f"{self.model}-{self.version}.{'hef' if target == 'hailo8' else 'onnx'}"
