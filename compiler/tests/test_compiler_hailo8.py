@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 from hef_compiler.config import load_config
 from hef_compiler.errors import ToolchainError
@@ -71,9 +72,29 @@ ARCHS = ("hailo8", "hailo8l", "hailo8r", "hailo10h", "hailo15h", "hailo15m")
 arch = opt("--hw-arch") if "--hw-arch" in argv else "hailo8"  # the DFC's default
 if arch not in ARCHS:
     sys.exit(f"[error] argument --hw-arch: invalid choice: {{arch!r}}")
+def input_layer_shape(onnx_path, start):
+    """The Hailo input layer's shape (NHWC, batch -1) for the tensor entering `start`."""
+    import onnx
+    model = onnx.shape_inference.infer_shapes(onnx.load(onnx_path))
+    node = next((n for n in model.graph.node if n.name == start), None)
+    if node is None:
+        sys.exit(f"[error] start node {{start}} is not in the graph")
+    values = list(model.graph.input) + list(model.graph.value_info)
+    tensor = next(v for v in values if v.name == node.input[0])
+    dims = [d.dim_value for d in tensor.type.tensor_type.shape.dim]
+    if len(dims) == 4:  # NCHW -> NHWC
+        return [-1, dims[2], dims[3], dims[1]]
+    if len(dims) == 3:  # a sequence (N, W, C): one row of an image
+        return [-1, 1, dims[1], dims[2]]
+    return [-1, *dims[1:]]
+
 if step == "parser":
     assert argv[1] == "onnx" and Path(argv[2]).is_file(), argv
-    info = {{"net": opt("--net-name"), "hw_arch": arch}}
+    starts = argv[argv.index("--start-node-names") + 1 : argv.index("--end-node-names")]
+    shape = os.environ.get("FAKE_HAILO_INPUT_SHAPE")
+    shape = ([int(d) for d in shape.split(",")] if shape
+             else input_layer_shape(argv[2], starts[0]))
+    info = {{"net": opt("--net-name"), "hw_arch": arch, "input_shape": shape}}
     write_har(opt("--har-path"), "parsed", info)
     print("[info] Translation completed")
 elif step == "optimize":
@@ -81,7 +102,11 @@ elif step == "optimize":
     if info["hw_arch"] != arch:
         sys.exit(f"[error] HAR is for {{info['hw_arch']}}, --hw-arch is {{arch}}")
     calib = np.load(opt("--calib-set-path"))
-    assert calib.dtype == np.float32 and calib.shape[1:] == (100, 9), calib.shape
+    # As the DFC does: each sample must have the input layer's shape without the batch.
+    if calib.dtype != np.float32 or calib.shape[1:] != tuple(info["input_shape"][1:]):
+        sys.exit(f"[error] calibration set {{calib.shape}} {{calib.dtype}} does not fit the "
+                 f"input layer shape {{info['input_shape']}}")
+    print(f"[info] calibration set {{calib.shape}}")
     write_har(opt("--output-har-path"), "optimized", {{**info, "windows": len(calib)}})
     print("[info] Model Optimization is done")
 elif step == "compiler":
@@ -111,31 +136,45 @@ class InferenceContext(enum.Enum):
     SDK_FP_OPTIMIZED = 2
     SDK_QUANTIZED = 3
 
+import json
+
 class _Layer:
-    output_shapes = [[-1, 1, 100, 9]]
+    def __init__(self, name, shape):
+        self.name = name
+        self.output_shape = list(shape)
+        self.output_shapes = [list(shape)]
 
 class _Hn:
+    def __init__(self, info):
+        self._info = info
+
     def get_input_layers(self):
-        return [_Layer()]
+        return [_Layer(self._info["net"] + "/input_layer1", self._info["input_shape"])]
 
 class ClientRunner:
     def __init__(self, har):
-        assert Path(har).read_bytes().startswith(b"HAR optimized"), har
+        data = Path(har).read_bytes()
+        kind, _, rest = data.split(b" ", 2)[1], None, data.split(b" ", 2)[2]
+        assert kind in (b"parsed", b"optimized"), har
+        self.kind = kind.decode()
+        self._info = json.loads(rest)
         self._ctx = None
 
     def get_hn_model(self):
-        return _Hn()
+        return _Hn(self._info)
 
     @contextlib.contextmanager
     def infer_context(self, kind):
         assert kind is InferenceContext.SDK_QUANTIZED, kind
+        assert self.kind == "optimized", "SDK_QUANTIZED needs an optimized HAR"
         self._ctx = kind
         yield kind
         self._ctx = None
 
     def infer(self, ctx, dataset):
         assert ctx is self._ctx and ctx is not None
-        assert dataset.dtype == np.float32 and dataset.shape[1:] == (1, 100, 9), dataset.shape
+        want = tuple(self._info["input_shape"][1:])
+        assert dataset.dtype == np.float32 and dataset.shape[1:] == want, dataset.shape
         flat = dataset.reshape(len(dataset), 900).astype(np.float64)
         weights = np.cos(np.arange(900 * 76).reshape(900, 76) * 0.001)
         proj = flat @ weights / 100.0
@@ -167,7 +206,8 @@ def fake_dfc(tmp_path: Path) -> dict[str, Any]:
         "HOME": "/nonexistent",
         "HAILO_DFC_HOME": str(home),
         "FAKE_HAILO_LOG": str(log),
-        "PYTHONPATH": str(home / "site"),
+        # The fake SDK, then (as a DFC venv has them) onnx and numpy.
+        "PYTHONPATH": os.pathsep.join([str(home / "site"), str(Path(onnx.__file__).parents[1])]),
     }
     return {"home": home, "exe": exe, "log": log, "env": env}
 
@@ -373,8 +413,6 @@ def test_compiler_that_writes_no_hef_is_an_error(
 def test_unsupported_op_stops_before_the_dfc(
     run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
 ) -> None:
-    import onnx
-
     model = onnx.load(workspace / "exports" / "tcn_encoder.onnx")
     for node in model.graph.node:
         if node.name == "motif_prob":
@@ -481,3 +519,34 @@ def test_fake_dfc_refuses_a_har_of_another_architecture(
     run = run_cli("--target", "hailo8", env=fake_dfc["env"])
     assert run.code == 4
     assert "HAR is for hailo8l, --hw-arch is hailo8" in run.summary["error"]
+
+
+def test_calibration_set_has_the_parsed_input_layer_shape(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    # tcn0_conv takes NCHW (1, 9, 1, 100): the Hailo input layer is NHWC (-1, 1, 100, 9).
+    assert "[dfc optimize] [info] calibration set (512, 1, 100, 9)" in run.stderr
+    assert "parsed input layer shape: [-1, 1, 100, 9]" in run.stderr
+
+
+def test_calibration_shape_is_read_from_the_har_not_assumed(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    env = {**fake_dfc["env"], "FAKE_HAILO_INPUT_SHAPE": "-1,100,1,9"}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 0, run.stderr
+    assert "[dfc optimize] [info] calibration set (512, 100, 1, 9)" in run.stderr
+
+
+def test_parsed_input_that_cannot_hold_a_window_is_refused_before_optimize(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    env = {**fake_dfc["env"], "FAKE_HAILO_INPUT_SHAPE": "-1,1,50,9"}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 4
+    assert "input layer shape [-1, 1, 50, 9]" in run.summary["error"]
+    assert "900 values" in run.summary["error"]
+    steps = [c["argv"][0] for c in _calls(fake_dfc["log"])]
+    assert "optimize" not in steps

@@ -7,6 +7,7 @@ The DFC is licensed and never part of the compiler image. It is mounted at run t
 
     hailo parser onnx <model.onnx> --net-name N --hw-arch hailo8 --har-path N.har
           --start-node-names ... --end-node-names ... -y
+    <dfc>/bin/python dfc_har_info.py --har N.har        -> the input layer's shape
     hailo optimize N.har --hw-arch hailo8 --calib-set-path calib_set.npy
           --output-har-path N_optimized.har [--model-script S.alls]
     hailo compiler N_optimized.har --hw-arch hailo8 --output-dir D
@@ -28,6 +29,7 @@ exact argv lists, the guardrails, and the sequence against a fake ``hailo``.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shlex
@@ -52,8 +54,9 @@ from hef_compiler.targets import BuildResult
 ENV_HOME = "HAILO_DFC_HOME"
 ENV_LICENSE = "HAILO_DFC_LICENSE_FILE"
 DFC_EXECUTABLE = "hailo"
-# Run by the DFC's own interpreter (beside `hailo`): it needs hailo_sdk_client.
+# Run by the DFC's own interpreter (beside `hailo`): they need hailo_sdk_client.
 EMULATE_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_emulate.py"
+HAR_INFO_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_har_info.py"
 WHERE_TO_GET = (
     "The Hailo Dataflow Compiler is a licensed download from the Hailo Developer Zone "
     "(https://hailo.ai/developer-zone/software-downloads/, sign-in required). Install it "
@@ -310,6 +313,25 @@ def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> N
         )
 
 
+def calibration_samples(windows: np.ndarray, layer_shape: list[int]) -> np.ndarray:
+    """The calibration windows (N, 100, 9) in the parsed input layer's shape per sample.
+
+    The DFC checks each calibration sample against the input layer's shape without the
+    batch (NHWC): (1, 100, 9) for this model's Conv input, not the ONNX's (100, 9). The
+    window's values keep their order (a reshape): NHWC (1, 100, 9) is the same memory
+    as the window (100 samples x 9 channels).
+    """
+    per_sample = tuple(int(d) for d in layer_shape[1:])
+    want = int(np.prod(windows.shape[1:]))
+    if not per_sample or min(per_sample) < 1 or int(np.prod(per_sample)) != want:
+        raise ToolchainError(
+            f"the parsed network's input layer shape {list(layer_shape)} does not hold one "
+            f"window of {want} values ({windows.shape[1]} samples x {windows.shape[2]} "
+            "channels); check dfc.start_node_names in the model config"
+        )
+    return np.ascontiguousarray(windows.reshape((len(windows), *per_sample)), dtype=np.float32)
+
+
 def _expect(path: Path, step: str) -> None:
     if not path.is_file():
         raise ToolchainError(f"DFC step '{step}' exited 0 but did not write {path}")
@@ -348,6 +370,33 @@ class Hailo8Target:
             self._version = dfc_version(self.hailo(), self.env, self.scratch)
         return f"hailo DFC {self._version}"
 
+    def python(self) -> Path:
+        """The DFC environment's interpreter (beside ``hailo``), which has hailo_sdk_client."""
+        python = self.hailo().parent / "python"
+        if not python.exists():
+            raise ToolchainError(
+                f"{python} is missing: reading the HAR and the quantized emulator run with "
+                "the Python of the DFC's environment (beside its 'hailo' command)"
+            )
+        return python
+
+    def input_layer_shape(self, har: Path, dfc_dir: Path, env: Mapping[str, str]) -> list[int]:
+        """The parsed HAR's single input layer shape (NHWC, batch -1), read by the DFC."""
+        out = dfc_dir / "har_info.json"
+        argv = [str(self.python()), str(HAR_INFO_SCRIPT), "--har", str(har), "--output", str(out)]
+        with progress.step("DFC: reading the parsed input layer shape from the HAR"):
+            run_step("har-info", argv, env, dfc_dir)
+        _expect(out, "har-info")
+        inputs = json.loads(out.read_text(encoding="utf-8")).get("inputs") or []
+        if len(inputs) != 1:
+            raise ToolchainError(
+                f"the parsed network has {len(inputs)} input layers ({inputs}); the contract "
+                "has one input: check dfc.start_node_names in the model config"
+            )
+        shape = [int(d) for d in inputs[0]["shape"]]
+        progress.say(f"parsed input layer shape: {shape} ({inputs[0]['name']})")
+        return shape
+
     def build(
         self,
         cfg: ModelConfig,
@@ -363,11 +412,12 @@ class Hailo8Target:
         dfc_dir = work / "dfc"
         dfc_dir.mkdir(parents=True, exist_ok=True)
         cmds = commands(hailo, cfg, cfg.onnx_path, dfc_dir)
-        calib.save_windows(calibration, cmds.calib_set)
         env = scratch_env(self.env, dfc_dir)
         with progress.step("DFC parser (ONNX -> HAR)"):
             run_step("parser", cmds.parse, env, dfc_dir)
         _expect(cmds.har, "parser")
+        layer_shape = self.input_layer_shape(cmds.har, dfc_dir, env)
+        calib.save_windows(calibration_samples(calibration, layer_shape), cmds.calib_set)
         with progress.step(f"DFC optimize (INT8, {len(calibration)} calibration windows)"):
             run_step("optimize", cmds.optimize, env, dfc_dir)
         _expect(cmds.optimized_har, "optimize")
@@ -387,12 +437,7 @@ class Hailo8Target:
         dfc_dir = work / "dfc"
         har = dfc_dir / f"{cfg.net_name}_optimized.har"
         _expect(har, "optimize")
-        python = self.hailo().parent / "python"
-        if not python.exists():
-            raise ToolchainError(
-                f"{python} is missing: the golden vectors run the DFC's quantized emulator "
-                "with the Python of the DFC's environment (beside its 'hailo' command)"
-            )
+        python = self.python()
         given = calib.save_windows(windows, dfc_dir / "golden_windows.npy")
         out = dfc_dir / "golden_outputs.npz"
         argv = [str(python), str(EMULATE_SCRIPT), "--har", str(har), "--windows", str(given)]
