@@ -29,7 +29,7 @@ def test_reference_config_loads() -> None:
     assert (cfg.calibration.windows, cfg.calibration.seed) == (512, 20261123)
     assert cfg.parity.max_abs_error == {"latent": 0.15, "motif_scores": 0.05}
     assert cfg.parity.min_cosine_similarity == {"latent": 0.995, "motif_scores": 0.995}
-    assert cfg.dfc.start_node_names == ("to_channels_first",)
+    assert cfg.dfc.start_node_names == ("tcn0_conv",)
     assert cfg.dfc.end_node_names == ("latent_head", "motif_prob")
     assert cfg.artifact_name("cpu") == "tcn_encoder-0.1.0.onnx"
     assert cfg.artifact_name("hailo8") == "tcn_encoder-0.1.0.hef"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import pytest
 from hef_compiler.config import load_config
@@ -227,10 +228,12 @@ def test_exact_dfc_command_lines(workspace: Path, tmp_path: Path) -> None:
         "--net-name", "tcn_encoder",
         "--hw-arch", "hailo8",
         "--har-path", f"{work}/tcn_encoder.har",
-        "--start-node-names", "to_channels_first",
+        "--start-node-names", "tcn0_conv",
         "--end-node-names", "latent_head", "motif_prob",
-        "-y",
     ]  # fmt: skip
+    # No -y: it answers yes to the parser's own end-node recommendation when parsing
+    # fails; the end nodes are explicit, and a prompt meets EOF (stdin is /dev/null).
+    assert "-y" not in cmds.parse
     assert cmds.optimize == [
         "/opt/hailo-dfc/bin/hailo", "optimize", f"{work}/tcn_encoder.har",
         "--hw-arch", "hailo8",
@@ -550,3 +553,31 @@ def test_parsed_input_that_cannot_hold_a_window_is_refused_before_optimize(
     assert "900 values" in run.summary["error"]
     steps = [c["argv"][0] for c in _calls(fake_dfc["log"])]
     assert "optimize" not in steps
+
+
+def test_start_node_skips_the_input_transpose_and_reshape(workspace: Path, tmp_path: Path) -> None:
+    """The configured start node's input is NCHW (1, 9, 1, 100), whose NHWC form is the
+    window itself: the parsed network (from tcn0_conv) fed the window reshaped to
+    (1, 1, 100, 9) NHWC gives what the whole ONNX gives on the window."""
+    import onnxruntime as ort
+    from hef_compiler import calibration
+
+    cfg = load_config(workspace / "hailo_models" / "tcn_encoder.yaml", workspace)
+    assert cfg.dfc.start_node_names == ("tcn0_conv",)
+    model = onnx.shape_inference.infer_shapes(onnx.load(cfg.onnx_path))
+    nodes = {n.name: n for n in model.graph.node}
+    skipped = [n.op_type for n in model.graph.node[: list(nodes).index("tcn0_conv")]]
+    assert skipped == ["Transpose", "Reshape"]
+    entry = nodes["tcn0_conv"].input[0]
+    info = next(v for v in model.graph.value_info if v.name == entry)
+    assert [d.dim_value for d in info.type.tensor_type.shape.dim] == [1, 9, 1, 100]
+    cut = tmp_path / "from_start_node.onnx"
+    onnx.utils.extract_model(str(cfg.onnx_path), str(cut), [entry], list(cfg.outputs))
+    whole = ort.InferenceSession(str(cfg.onnx_path), providers=["CPUExecutionProvider"])
+    part = ort.InferenceSession(str(cut), providers=["CPUExecutionProvider"])
+    for window in calibration.generate_windows(4, 3):
+        nhwc = window.reshape(1, 1, 100, 9)  # what the Hailo input layer takes
+        want = whole.run(None, {"x": window[None]})
+        got = part.run(None, {entry: nhwc.transpose(0, 3, 1, 2)})  # NHWC -> NCHW for ORT
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

@@ -6,7 +6,7 @@ The DFC is licensed and never part of the compiler image. It is mounted at run t
 ``bin/`` is searched first) or ``PATH``. Three steps, as in the DFC user guide:
 
     hailo parser onnx <model.onnx> --net-name N --hw-arch hailo8 --har-path N.har
-          --start-node-names ... --end-node-names ... -y
+          --start-node-names ... --end-node-names ...   (no -y: see commands())
     <dfc>/bin/python dfc_har_info.py --har N.har        -> the input layer's shape
     hailo optimize N.har --hw-arch hailo8 --calib-set-path calib_set.npy
           --output-har-path N_optimized.har [--model-script S.alls]
@@ -255,8 +255,11 @@ def commands(hailo: Path, cfg: ModelConfig, onnx_path: Path, workdir: Path) -> D
         "--har-path", str(har),
         "--start-node-names", *cfg.dfc.start_node_names,
         "--end-node-names", *cfg.dfc.end_node_names,
-        "-y",
     ]  # fmt: skip
+    # No -y: it only answers "yes" to the parser's own end-node recommendation after a
+    # failed parse (hailo_model_zoo passes y=True to the DFC's NetParser; users show the
+    # prompt, e.g. ankandrew/fast-plate-ocr#44). Our end nodes are explicit; a prompt
+    # reads EOF from /dev/null and the step fails with the recommendation in its output.
     optimize = [
         str(hailo), "optimize", str(har),
         "--hw-arch", arch,
