@@ -58,6 +58,11 @@ def test_reference_config_loads() -> None:
             "NUM_MOTIFS",
         ),
         ({"calibration": {"path": "c.npy", "generate": {}}}, "'calibration'", "exactly one of"),
+        (
+            {"dfc": {"optimization_level": 5}},
+            "'dfc.optimization_level'",
+            "an integer from 0 to 4",
+        ),
         ({"calibration": {"path": "c.csv"}}, "'calibration.path'", "(N, 100, 9) float32"),
         ({"calibration": {"generate": {"windows": 2}}}, "'calibration.generate.windows'", ">= 8"),
         (

@@ -108,6 +108,22 @@ elif step == "optimize":
         sys.exit(f"[error] calibration set {{calib.shape}} {{calib.dtype}} does not fit the "
                  f"input layer shape {{info['input_shape']}}")
     print(f"[info] calibration set {{calib.shape}}")
+    script = Path(opt("--model-script")).read_text() if "--model-script" in argv else ""
+    import re
+    level = re.search(r"model_optimization_flavor\(optimization_level=(\d)", script)
+    size = re.search(r"calibset_size=(\d+)", script)
+    used = min(int(size.group(1)) if size else 64, len(calib))  # the DFC's default: 64
+    print(f"[info] using {{used}} calibration samples")
+    if level is None:  # what the DFC does without an explicit level
+        if len(calib) < 1024 or not os.environ.get("FAKE_HAILO_GPU"):
+            print("[warning] Reducing optimization level to 0 (the accuracy won't be "
+                  "optimized and compression won't be used) because there's less data than "
+                  "the recommended amount (1024), and there's no available GPU")
+            print("[warning] Running model optimization with zero level of optimization is "
+                  "not recommended for production use and might lead to suboptimal accuracy "
+                  "results")
+        else:
+            print("[info] Using default optimization level of 2")
     write_har(opt("--output-har-path"), "optimized", {{**info, "windows": len(calib)}})
     print("[info] Model Optimization is done")
 elif step == "compiler":
@@ -239,6 +255,7 @@ def test_exact_dfc_command_lines(workspace: Path, tmp_path: Path) -> None:
         "--hw-arch", "hailo8",
         "--calib-set-path", f"{work}/calib_set.npy",
         "--output-har-path", f"{work}/tcn_encoder_optimized.har",
+        "--model-script", f"{work}/model_script.alls",
     ]  # fmt: skip
     assert cmds.compile == [
         "/opt/hailo-dfc/bin/hailo", "compiler", f"{work}/tcn_encoder_optimized.har",
@@ -263,8 +280,15 @@ def test_model_script_goes_to_optimize(
         workspace,
     )
     cmds = hailo8.commands(Path("hailo"), cfg, cfg.onnx_path, tmp_path)
-    assert cmds.optimize[-2:] == ["--model-script", str(workspace / "hailo_models" / "t.alls")]
+    assert cmds.optimize[-2:] == ["--model-script", str(tmp_path / "model_script.alls")]
     assert "--model-script" not in cmds.compile
+    # The generated script holds the user's, then the calibration size.
+    (workspace / "hailo_models" / "t.alls").write_text("quantization_param(...)\n")
+    text = hailo8.model_script(cfg, windows=300)
+    assert text.index("quantization_param(...)") < text.index(
+        "model_optimization_config(calibration, calibset_size=300)"
+    )
+    assert "model_optimization_flavor" not in text  # no level in this config
     assert cmds.parse[cmds.parse.index("--start-node-names") + 1] == "a"
 
 
@@ -581,3 +605,60 @@ def test_start_node_skips_the_input_transpose_and_reshape(workspace: Path, tmp_p
         got = part.run(None, {entry: nhwc.transpose(0, 3, 1, 2)})  # NHWC -> NCHW for ORT
         for a, b in zip(want, got, strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_optimization_level_is_explicit_in_the_model_script_and_the_manifest(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    optimize = next(c["argv"] for c in _calls(fake_dfc["log"]) if c["argv"][0] == "optimize")
+    assert optimize[-2] == "--model-script"
+    # All 512 windows are used (the DFC's default calibset_size is 64).
+    assert "[dfc optimize] [info] using 512 calibration samples" in run.stderr
+    assert "Reducing optimization level" not in run.stderr
+    manifest = json.loads((workspace / "artifacts" / "tcn_encoder-0.1.0.manifest.json").read_text())
+    assert manifest["optimization"] == {
+        "optimization_level": 0,
+        "set_by": "dfc.optimization_level",
+        "calibration_windows": 512,
+        "dfc_messages": [],
+    }
+    assert run.summary["optimization"] == manifest["optimization"]
+
+
+def test_without_a_level_the_dfc_drop_to_level_0_is_warned_and_recorded(
+    run_cli: Callable[..., Run],
+    write_config: Callable[..., Path],
+    workspace: Path,
+    reference_config: dict[str, Any],
+    fake_dfc: dict[str, Any],
+) -> None:
+    dfc = {k: v for k, v in reference_config["dfc"].items() if k != "optimization_level"}
+    write_config(dfc=dfc)
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    assert "warning: no dfc.optimization_level" in run.stderr
+    assert "512 calibration windows (fewer than 1024)" in run.stderr
+    manifest = json.loads((workspace / "artifacts" / "tcn_encoder-0.1.0.manifest.json").read_text())
+    opt = manifest["optimization"]
+    assert opt["optimization_level"] == 0
+    assert opt["set_by"] == "DFC (reported)"
+    assert opt["dfc_messages"][0].startswith("[warning] Reducing optimization level to 0")
+
+
+def test_level_in_both_config_and_model_script_is_refused(
+    run_cli: Callable[..., Run],
+    write_config: Callable[..., Path],
+    workspace: Path,
+    reference_config: dict[str, Any],
+    fake_dfc: dict[str, Any],
+) -> None:
+    (workspace / "hailo_models" / "t.alls").write_text(
+        "model_optimization_flavor(optimization_level=2)\n"
+    )
+    write_config(dfc={**reference_config["dfc"], "model_script": "hailo_models/t.alls"})
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 2
+    assert "dfc.optimization_level" in run.summary["error"]
+    assert "model_optimization_flavor" in run.summary["error"]

@@ -185,6 +185,7 @@ def run_compile(
                 backend=result.backend,
                 parity=parity_block,
                 golden=golden.summary(golden_doc, golden_path.name, golden_sha),
+                optimization=result.optimization,
             )
             manifest_path = out / cfg.manifest_name
             artifacts.write_json(manifest_path, manifest)
@@ -210,6 +211,7 @@ def run_compile(
             sha256=artifact_sha,
             golden={"file": golden_path.name, "sha256": golden_sha},
             parity=parity_block,
+            optimization=result.optimization,
             backend=result.backend,
             reasons=fresh.reasons if not force else ["--force"],
         )

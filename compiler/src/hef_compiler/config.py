@@ -42,7 +42,7 @@ _TOP_KEYS = {
     "target": "|".join(TARGETS),
     "inputs": "{name: shape}",
     "outputs": "{name: shape}",
-    "dfc": "{start_node_names, end_node_names, model_script}",
+    "dfc": "{start_node_names, end_node_names, model_script, optimization_level}",
     "calibration": "{generate: {windows, seed}} or {path: file.npy}",
     "parity": "{max_abs_error, min_cosine_similarity, holdout}",
     "golden": "{windows, seed}",
@@ -57,6 +57,7 @@ class DfcOptions:
     start_node_names: tuple[str, ...]
     end_node_names: tuple[str, ...]
     model_script: Path | None
+    optimization_level: int | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,7 @@ _DFC_KEYS = {
     "start_node_names": "ONNX node names where the DFC parser starts",
     "end_node_names": "ONNX node names where the DFC parser ends",
     "model_script": "optional .alls model script, relative to the repo root",
+    "optimization_level": "0 to 4: the DFC's model_optimization_flavor(optimization_level=N)",
 }
 
 
@@ -344,7 +346,17 @@ def _dfc(
         if not rel.endswith(".alls"):
             raise ctx.fail("dfc.model_script", f"{rel!r} must name a .alls model script")
         script_path = _resolve(repo_root, rel)
-    return DfcOptions(start_node_names=start, end_node_names=end, model_script=script_path)
+    level = m.get("optimization_level")
+    if level is not None and (
+        isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 4
+    ):
+        raise ctx.fail("dfc.optimization_level", f"expected an integer from 0 to 4, got {level!r}")
+    return DfcOptions(
+        start_node_names=start,
+        end_node_names=end,
+        model_script=script_path,
+        optimization_level=level,
+    )
 
 
 def _calibration(ctx: _Ctx, value: Any, repo_root: Path) -> CalibrationSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,8 @@ class BuildResult:
     artifact: Path
     backend: str
     parity: ParityFigures | None
+    # hailo8: the DFC's optimization level, how it was set, and what the DFC said about it.
+    optimization: dict[str, Any] | None = None
 
 
 class Target(Protocol):

@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ from hef_compiler import calibration as calib
 from hef_compiler import progress
 from hef_compiler.artifacts import STAGING_PREFIX
 from hef_compiler.config import ModelConfig
-from hef_compiler.errors import ToolchainError
+from hef_compiler.errors import ConfigError, ToolchainError
 from hef_compiler.golden import GoldenOutputs
 from hef_compiler.onnx_check import ValidatedModel
 from hef_compiler.targets import BuildResult
@@ -83,6 +84,7 @@ class DfcCommands:
     compiled_har: Path
     hef: Path
     calib_set: Path
+    model_script: Path
 
 
 def search_dirs(env: Mapping[str, str]) -> list[str]:
@@ -260,14 +262,15 @@ def commands(hailo: Path, cfg: ModelConfig, onnx_path: Path, workdir: Path) -> D
     # failed parse (hailo_model_zoo passes y=True to the DFC's NetParser; users show the
     # prompt, e.g. ankandrew/fast-plate-ocr#44). Our end nodes are explicit; a prompt
     # reads EOF from /dev/null and the step fails with the recommendation in its output.
+    script = workdir / "model_script.alls"
     optimize = [
         str(hailo), "optimize", str(har),
         "--hw-arch", arch,
         "--calib-set-path", str(calib_set),
         "--output-har-path", str(optimized),
+        # Always ours (model_script()): the config's script, the level, the calibset size.
+        "--model-script", str(script),
     ]  # fmt: skip
-    if cfg.dfc.model_script is not None:
-        optimize += ["--model-script", str(cfg.dfc.model_script)]
     compile_ = [
         str(hailo), "compiler", str(optimized),
         "--hw-arch", arch,
@@ -283,10 +286,93 @@ def commands(hailo: Path, cfg: ModelConfig, onnx_path: Path, workdir: Path) -> D
         compiled_har=compiled,
         hef=workdir / f"{net}.hef",
         calib_set=calib_set,
+        model_script=script,
     )
 
 
-def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> None:
+# The DFC's optimization levels (0-4, default 2) and its own fallback: with fewer than
+# 1024 calibration samples it drops to 1, and without a GPU to 0, printing
+# "[warning] Reducing optimization level to 0 (...) because there's less data than the
+# recommended amount (1024), and there's no available GPU" (quoted in public DFC logs).
+# model_optimization_flavor(optimization_level=N) sets it; calibset_size (default 64:
+# fewer samples than we give would be used) sets how many samples calibration takes.
+RECOMMENDED_CALIBRATION = 1024
+_FLAVOR = re.compile(r"model_optimization_flavor\s*\([^)]*optimization_level\s*=\s*(\d)")
+_CALIBRATION_CONFIG = re.compile(r"model_optimization_config\s*\(\s*calibration\b")
+_REPORTED_LEVEL = (
+    re.compile(r"(?i)reducing optimization level to (\d)"),
+    re.compile(r"(?i)using default optimization level of (\d)"),
+    re.compile(r"(?i)optimization level (?:is |set to )?(\d)\b"),
+)
+_LEVEL_MESSAGE = re.compile(r"(?i)optimization level|zero level of optimization")
+
+
+def _user_script(cfg: ModelConfig) -> str:
+    path = cfg.dfc.model_script
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{cfg.source}: key 'dfc.model_script': cannot read {path}: {exc.strerror}"
+        ) from exc
+
+
+def model_script(cfg: ModelConfig, windows: int) -> str:
+    """The model script given to ``hailo optimize``: the config's ``dfc.model_script``,
+    then the optimization level (``dfc.optimization_level``) and the calibration size
+    (all ``windows``), unless the config's script sets them itself."""
+    user = _user_script(cfg)
+    lines = ["# written by hef-compile for `hailo optimize`"]
+    if user:
+        lines += [f"# from {cfg.dfc.model_script}", user.rstrip("\n")]
+    level = cfg.dfc.optimization_level
+    if level is not None:
+        if _FLAVOR.search(user):
+            raise ConfigError(
+                f"{cfg.source}: key 'dfc.optimization_level' is set and {cfg.dfc.model_script} "
+                "sets model_optimization_flavor(optimization_level=...) too: set the level "
+                "in one place"
+            )
+        lines.append(f"model_optimization_flavor(optimization_level={level})")
+    if not _CALIBRATION_CONFIG.search(user):
+        lines.append(f"model_optimization_config(calibration, calibset_size={windows})")
+    return "\n".join(lines) + "\n"
+
+
+def planned_level(cfg: ModelConfig) -> tuple[int | None, str]:
+    """The level asked for and where it comes from (``None``: the DFC decides)."""
+    if cfg.dfc.optimization_level is not None:
+        return cfg.dfc.optimization_level, "dfc.optimization_level"
+    m = _FLAVOR.search(_user_script(cfg))
+    if m:
+        return int(m.group(1)), "dfc.model_script"
+    return None, "DFC (reported)"
+
+
+def optimization_record(cfg: ModelConfig, windows: int, output: list[str]) -> dict[str, Any]:
+    """The manifest's ``optimization``: the level (asked for, else what the DFC said it
+    used), where it came from, the calibration windows and the DFC's lines about it."""
+    level, set_by = planned_level(cfg)
+    messages = [line.strip() for line in output if _LEVEL_MESSAGE.search(line)]
+    if level is None:
+        for line in messages:
+            found = next((p.search(line) for p in _REPORTED_LEVEL if p.search(line)), None)
+            if found:
+                level = int(found.group(1))
+                break
+        if level is None:
+            set_by = "unknown (the DFC reported none)"
+    return {
+        "optimization_level": level,
+        "set_by": set_by,
+        "calibration_windows": windows,
+        "dfc_messages": messages,
+    }
+
+
+def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> list[str]:
     """Run one DFC step, streaming its output to stderr; fail with its last lines."""
     progress.say(f"$ {shlex.join(argv)}")
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
@@ -304,7 +390,9 @@ def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> N
     except OSError as exc:
         raise ToolchainError(f"DFC step '{step}' could not start: {exc}. {WHERE_TO_GET}") from exc
     assert proc.stdout is not None
+    lines: list[str] = []
     for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
         tail.append(line.rstrip("\n"))
         print(f"[dfc {step}] {line}", end="", file=sys.stderr, flush=True)
     code = proc.wait()
@@ -314,6 +402,7 @@ def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> N
             f"DFC step '{step}' failed with exit {code}: {shlex.join(argv)}\n"
             f"  last {len(tail)} lines of its output:\n{last}"
         )
+    return lines
 
 
 def calibration_samples(windows: np.ndarray, layer_shape: list[int]) -> np.ndarray:
@@ -421,16 +510,39 @@ class Hailo8Target:
         _expect(cmds.har, "parser")
         layer_shape = self.input_layer_shape(cmds.har, dfc_dir, env)
         calib.save_windows(calibration_samples(calibration, layer_shape), cmds.calib_set)
-        with progress.step(f"DFC optimize (INT8, {len(calibration)} calibration windows)"):
-            run_step("optimize", cmds.optimize, env, dfc_dir)
+        windows = len(calibration)
+        cmds.model_script.write_text(model_script(cfg, windows), encoding="utf-8")
+        level, set_by = planned_level(cfg)
+        if level is None:
+            progress.say(
+                "warning: no dfc.optimization_level (nor one in dfc.model_script): the DFC "
+                f"picks it; with {windows} calibration windows "
+                + (
+                    f"(fewer than {RECOMMENDED_CALIBRATION}) it drops to level 1 with a "
+                    "GPU and to 0 without one"
+                    if windows < RECOMMENDED_CALIBRATION
+                    else "it uses level 2 with a GPU and drops to 0 without one"
+                )
+                + "; the level it reports is recorded in the manifest"
+            )
+        elif level > 0 and windows < RECOMMENDED_CALIBRATION:
+            progress.say(
+                f"warning: optimization level {level} ({set_by}) with {windows} calibration "
+                f"windows: the DFC recommends at least {RECOMMENDED_CALIBRATION} above level 0"
+            )
+        with progress.step(f"DFC optimize (INT8, {windows} calibration windows, level {level})"):
+            output = run_step("optimize", cmds.optimize, env, dfc_dir)
         _expect(cmds.optimized_har, "optimize")
+        optimization = optimization_record(cfg, windows, output)
         before = set(dfc_dir.glob("*.hef"))
         with progress.step("DFC compiler (HAR -> HEF)"):
             run_step("compiler", cmds.compile, env, dfc_dir)
         hef = _collect_hef(cmds, before)
         artifact = work / artifact_name
         os.replace(hef, artifact)
-        return BuildResult(artifact=artifact, backend=backend, parity=None)
+        return BuildResult(
+            artifact=artifact, backend=backend, parity=None, optimization=optimization
+        )
 
     def reference(
         self, cfg: ModelConfig, work: Path, artifact: Path, windows: np.ndarray
