@@ -662,3 +662,16 @@ def test_level_in_both_config_and_model_script_is_refused(
     assert run.code == 2
     assert "dfc.optimization_level" in run.summary["error"]
     assert "model_optimization_flavor" in run.summary["error"]
+
+
+def test_dfc_python_falls_back_to_the_interpreter_on_hailos_shebang(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    """A DFC installed without a bin/python beside `hailo` (e.g. into a system Python):
+    the HAR is read and the emulator run with the interpreter `hailo` names."""
+    exe: Path = fake_dfc["exe"]
+    (fake_dfc["home"] / "bin" / "python").unlink()
+    exe.write_text(f"#!{sys.executable}\n" + exe.read_text().split("\n", 1)[1])
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    assert "parsed input layer shape: [-1, 1, 100, 9]" in run.stderr

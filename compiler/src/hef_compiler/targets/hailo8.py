@@ -463,14 +463,20 @@ class Hailo8Target:
         return f"hailo DFC {self._version}"
 
     def python(self) -> Path:
-        """The DFC environment's interpreter (beside ``hailo``), which has hailo_sdk_client."""
-        python = self.hailo().parent / "python"
-        if not python.exists():
-            raise ToolchainError(
-                f"{python} is missing: reading the HAR and the quantized emulator run with "
-                "the Python of the DFC's environment (beside its 'hailo' command)"
-            )
-        return python
+        """The DFC environment's interpreter, which has hailo_sdk_client: ``bin/python``
+        beside ``hailo`` (a venv), else the interpreter on ``hailo``'s ``#!`` line."""
+        hailo = self.hailo()
+        beside = hailo.parent / "python"
+        if beside.exists():
+            return beside
+        named = _shebang(hailo)
+        if named is not None and os.path.exists(named):
+            return Path(named)
+        raise ToolchainError(
+            f"no Python for the DFC: {beside} is missing and {hailo} names no interpreter "
+            "on its #! line; reading the HAR and the quantized emulator run with the Python "
+            "of the DFC's environment (the one with hailo_sdk_client)"
+        )
 
     def input_layer_shape(self, har: Path, dfc_dir: Path, env: Mapping[str, str]) -> list[int]:
         """The parsed HAR's single input layer shape (NHWC, batch -1), read by the DFC."""
