@@ -21,6 +21,7 @@ MANIFEST_KEYS = [
     "model",
     "version",
     "target",
+    "hw_arch",
     "artifact",
     "sha256",
     "inputs",
@@ -28,6 +29,7 @@ MANIFEST_KEYS = [
     "source_onnx_sha256",
     "config_sha256",
     "compiler",
+    "optimization",
     "parity",
     "golden",
     "created_at",
@@ -48,6 +50,8 @@ def test_manifest_content(run_cli: Callable[..., Run], workspace: Path) -> None:
     assert manifest["model"] == "tcn_encoder"
     assert manifest["version"] == "0.1.0"
     assert manifest["target"] == "cpu"
+    assert manifest["hw_arch"] is None  # no Hailo architecture: the INT8 ONNX runs on CPU
+    assert manifest["optimization"] is None  # the DFC's optimization level (hailo8 only)
     assert manifest["artifact"] == "tcn_encoder-0.1.0.onnx"
     assert manifest["sha256"] == _sha(out / "tcn_encoder-0.1.0.onnx")
     assert manifest["inputs"] == {"x": [1, 100, 9]}

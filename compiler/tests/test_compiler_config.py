@@ -29,7 +29,7 @@ def test_reference_config_loads() -> None:
     assert (cfg.calibration.windows, cfg.calibration.seed) == (512, 20261123)
     assert cfg.parity.max_abs_error == {"latent": 0.15, "motif_scores": 0.05}
     assert cfg.parity.min_cosine_similarity == {"latent": 0.995, "motif_scores": 0.995}
-    assert cfg.dfc.start_node_names == ("to_channels_first",)
+    assert cfg.dfc.start_node_names == ("tcn0_conv",)
     assert cfg.dfc.end_node_names == ("latent_head", "motif_prob")
     assert cfg.artifact_name("cpu") == "tcn_encoder-0.1.0.onnx"
     assert cfg.artifact_name("hailo8") == "tcn_encoder-0.1.0.hef"
@@ -41,7 +41,7 @@ def test_reference_config_loads() -> None:
     ("overrides", "key", "fragment"),
     [
         ({"target": "gpu"}, "'target'", "allowed values: cpu, hailo8"),
-        ({"hw_arch": "hailo15h"}, "'hw_arch'", "allowed values: hailo8"),
+        ({"hw_arch": "hailo15h"}, "'hw_arch'", "allowed values: hailo8, hailo8l"),
         ({"version": "1.0"}, "'version'", "semantic version"),
         ({"model": "TCN-Encoder"}, "'model'", "[a-z][a-z0-9_]*"),
         ({"schema": 2}, "'schema'", "allowed values: 1"),
@@ -58,6 +58,11 @@ def test_reference_config_loads() -> None:
             "NUM_MOTIFS",
         ),
         ({"calibration": {"path": "c.npy", "generate": {}}}, "'calibration'", "exactly one of"),
+        (
+            {"dfc": {"optimization_level": 5}},
+            "'dfc.optimization_level'",
+            "an integer from 0 to 4",
+        ),
         ({"calibration": {"path": "c.csv"}}, "'calibration.path'", "(N, 100, 9) float32"),
         ({"calibration": {"generate": {"windows": 2}}}, "'calibration.generate.windows'", ">= 8"),
         (
@@ -125,3 +130,12 @@ def test_config_sha_changes_with_content(
     a = load_config(write_config(), workspace).sha256
     b = load_config(write_config(version="0.1.1"), workspace).sha256
     assert a != b
+
+
+def test_hailo8l_is_an_architecture_of_the_hailo8_target(
+    write_config: Callable[..., Path], workspace: Path
+) -> None:
+    cfg = load_config(write_config(hw_arch="hailo8l", target="hailo8"), workspace)
+    assert cfg.hw_arch == "hailo8l"
+    assert cfg.target == "hailo8"
+    assert cfg.artifact_name("hailo8") == "tcn_encoder-0.1.0.hef"

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
 import pytest
 from hef_compiler.config import load_config
 from hef_compiler.errors import ToolchainError
@@ -30,7 +32,9 @@ import numpy as np
 argv = sys.argv[1:]
 with open(os.environ["FAKE_HAILO_LOG"], "a") as log:
     log.write(json.dumps({{"argv": argv, "cwd": os.getcwd(),
-                          "license": os.environ.get("HAILO_DFC_LICENSE_FILE")}}) + "\n")
+                          "license": os.environ.get("HAILO_DFC_LICENSE_FILE"),
+                          "home": os.environ.get("HOME"),
+                          "tmpdir": os.environ.get("TMPDIR")}}) + "\n")
 if argv == ["--version"]:
     print("HailoRT v4.20.0")
     print("Hailo Dataflow Compiler v3.30.0")
@@ -46,22 +50,90 @@ if os.environ.get("FAKE_HAILO_FAIL") == step:
           file=sys.stderr)
     sys.exit(3)
 Path("hailo_sdk.client.log").write_text("DFC log written into the working directory\n")
+# Like the real DFC (and TensorFlow under it), write into $HOME and the temp directory:
+# with HOME=/nonexistent or a read-only /tmp this fails.
+import tempfile
+Path(os.environ["HOME"], ".hailo").mkdir(exist_ok=True)
+Path(os.environ["HOME"], ".hailo", "sdk.log").write_text(step + "\n")
+if not tempfile.gettempdir().startswith(os.environ.get("TMPDIR") or "/nowhere"):
+    sys.exit(f"[fake] {{tempfile.gettempdir()}} is read-only in the job (no TMPDIR given)")
+with tempfile.NamedTemporaryFile(prefix="dfc-") as scratch:
+    scratch.write(b"scratch")
+def read_har(path, kind):
+    data = Path(path).read_bytes()
+    prefix = b"HAR " + kind.encode() + b" "
+    if not data.startswith(prefix):
+        sys.exit(f"[error] {{path}} is not a {{kind}} HAR")
+    return json.loads(data[len(prefix):])
+
+def write_har(path, kind, info):
+    Path(path).write_bytes(b"HAR " + kind.encode() + b" " + json.dumps(info).encode())
+
+ARCHS = ("hailo8", "hailo8l", "hailo8r", "hailo10h", "hailo15h", "hailo15m")
+arch = opt("--hw-arch") if "--hw-arch" in argv else "hailo8"  # the DFC's default
+if arch not in ARCHS:
+    sys.exit(f"[error] argument --hw-arch: invalid choice: {{arch!r}}")
+def input_layer_shape(onnx_path, start):
+    """The Hailo input layer's shape (NHWC, batch -1) for the tensor entering `start`."""
+    import onnx
+    model = onnx.shape_inference.infer_shapes(onnx.load(onnx_path))
+    node = next((n for n in model.graph.node if n.name == start), None)
+    if node is None:
+        sys.exit(f"[error] start node {{start}} is not in the graph")
+    values = list(model.graph.input) + list(model.graph.value_info)
+    tensor = next(v for v in values if v.name == node.input[0])
+    dims = [d.dim_value for d in tensor.type.tensor_type.shape.dim]
+    if len(dims) == 4:  # NCHW -> NHWC
+        return [-1, dims[2], dims[3], dims[1]]
+    if len(dims) == 3:  # a sequence (N, W, C): one row of an image
+        return [-1, 1, dims[1], dims[2]]
+    return [-1, *dims[1:]]
+
 if step == "parser":
     assert argv[1] == "onnx" and Path(argv[2]).is_file(), argv
-    Path(opt("--har-path")).write_bytes(b"HAR parsed " + opt("--net-name").encode())
+    starts = argv[argv.index("--start-node-names") + 1 : argv.index("--end-node-names")]
+    shape = os.environ.get("FAKE_HAILO_INPUT_SHAPE")
+    shape = ([int(d) for d in shape.split(",")] if shape
+             else input_layer_shape(argv[2], starts[0]))
+    info = {{"net": opt("--net-name"), "hw_arch": arch, "input_shape": shape}}
+    write_har(opt("--har-path"), "parsed", info)
     print("[info] Translation completed")
 elif step == "optimize":
-    assert Path(argv[1]).is_file(), argv
+    info = read_har(argv[1], "parsed")
+    if info["hw_arch"] != arch:
+        sys.exit(f"[error] HAR is for {{info['hw_arch']}}, --hw-arch is {{arch}}")
     calib = np.load(opt("--calib-set-path"))
-    assert calib.dtype == np.float32 and calib.shape[1:] == (100, 9), calib.shape
-    Path(opt("--output-har-path")).write_bytes(b"HAR optimized with %d windows" % len(calib))
+    # As the DFC does: each sample must have the input layer's shape without the batch.
+    if calib.dtype != np.float32 or calib.shape[1:] != tuple(info["input_shape"][1:]):
+        sys.exit(f"[error] calibration set {{calib.shape}} {{calib.dtype}} does not fit the "
+                 f"input layer shape {{info['input_shape']}}")
+    print(f"[info] calibration set {{calib.shape}}")
+    script = Path(opt("--model-script")).read_text() if "--model-script" in argv else ""
+    import re
+    level = re.search(r"model_optimization_flavor\(optimization_level=(\d)", script)
+    size = re.search(r"calibset_size=(\d+)", script)
+    used = min(int(size.group(1)) if size else 64, len(calib))  # the DFC's default: 64
+    print(f"[info] using {{used}} calibration samples")
+    if level is None:  # what the DFC does without an explicit level
+        if len(calib) < 1024 or not os.environ.get("FAKE_HAILO_GPU"):
+            print("[warning] Reducing optimization level to 0 (the accuracy won't be "
+                  "optimized and compression won't be used) because there's less data than "
+                  "the recommended amount (1024), and there's no available GPU")
+            print("[warning] Running model optimization with zero level of optimization is "
+                  "not recommended for production use and might lead to suboptimal accuracy "
+                  "results")
+        else:
+            print("[info] Using default optimization level of 2")
+    write_har(opt("--output-har-path"), "optimized", {{**info, "windows": len(calib)}})
     print("[info] Model Optimization is done")
 elif step == "compiler":
     har = Path(argv[1])
-    assert har.is_file(), argv
+    info = read_har(har, "optimized")
+    if info["hw_arch"] != arch:
+        sys.exit(f"[error] HAR is for {{info['hw_arch']}}, --hw-arch is {{arch}}")
     net = har.name[: -len("_optimized.har")]
     Path(opt("--output-dir"), net + ".hef").write_bytes(b"HEF for " + net.encode())
-    Path(opt("--output-har-path")).write_bytes(b"HAR compiled")
+    write_har(opt("--output-har-path"), "compiled", info)
     print("[info] Compilation complete")
 else:
     sys.exit(f"unexpected command {{argv}}")
@@ -81,31 +153,45 @@ class InferenceContext(enum.Enum):
     SDK_FP_OPTIMIZED = 2
     SDK_QUANTIZED = 3
 
+import json
+
 class _Layer:
-    output_shapes = [[-1, 1, 100, 9]]
+    def __init__(self, name, shape):
+        self.name = name
+        self.output_shape = list(shape)
+        self.output_shapes = [list(shape)]
 
 class _Hn:
+    def __init__(self, info):
+        self._info = info
+
     def get_input_layers(self):
-        return [_Layer()]
+        return [_Layer(self._info["net"] + "/input_layer1", self._info["input_shape"])]
 
 class ClientRunner:
     def __init__(self, har):
-        assert Path(har).read_bytes().startswith(b"HAR optimized"), har
+        data = Path(har).read_bytes()
+        kind, _, rest = data.split(b" ", 2)[1], None, data.split(b" ", 2)[2]
+        assert kind in (b"parsed", b"optimized"), har
+        self.kind = kind.decode()
+        self._info = json.loads(rest)
         self._ctx = None
 
     def get_hn_model(self):
-        return _Hn()
+        return _Hn(self._info)
 
     @contextlib.contextmanager
     def infer_context(self, kind):
         assert kind is InferenceContext.SDK_QUANTIZED, kind
+        assert self.kind == "optimized", "SDK_QUANTIZED needs an optimized HAR"
         self._ctx = kind
         yield kind
         self._ctx = None
 
     def infer(self, ctx, dataset):
         assert ctx is self._ctx and ctx is not None
-        assert dataset.dtype == np.float32 and dataset.shape[1:] == (1, 100, 9), dataset.shape
+        want = tuple(self._info["input_shape"][1:])
+        assert dataset.dtype == np.float32 and dataset.shape[1:] == want, dataset.shape
         flat = dataset.reshape(len(dataset), 900).astype(np.float64)
         weights = np.cos(np.arange(900 * 76).reshape(900, 76) * 0.001)
         proj = flat @ weights / 100.0
@@ -122,18 +208,23 @@ def fake_dfc(tmp_path: Path) -> dict[str, Any]:
     home = tmp_path / "dfc"
     (home / "bin").mkdir(parents=True)
     exe = home / "bin" / "hailo"
-    exe.write_text(FAKE_HAILO.format(python=sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    # As in a venv: bin/python is a symlink to the interpreter that made it, and the
+    # console script's shebang names bin/python.
     (home / "bin" / "python").symlink_to(sys.executable)
+    exe.write_text(FAKE_HAILO.format(python=home / "bin" / "python"))
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     sdk = home / "site" / "hailo_sdk_client"
     sdk.mkdir(parents=True)
     (sdk / "__init__.py").write_text(FAKE_SDK)
     log = tmp_path / "hailo-calls.jsonl"
     env = {
         "PATH": "/usr/bin:/bin",
+        # As in the job: a read-only root and a HOME that does not exist.
+        "HOME": "/nonexistent",
         "HAILO_DFC_HOME": str(home),
         "FAKE_HAILO_LOG": str(log),
-        "PYTHONPATH": str(home / "site"),
+        # The fake SDK, then (as a DFC venv has them) onnx and numpy.
+        "PYTHONPATH": os.pathsep.join([str(home / "site"), str(Path(onnx.__file__).parents[1])]),
     }
     return {"home": home, "exe": exe, "log": log, "env": env}
 
@@ -153,15 +244,18 @@ def test_exact_dfc_command_lines(workspace: Path, tmp_path: Path) -> None:
         "--net-name", "tcn_encoder",
         "--hw-arch", "hailo8",
         "--har-path", f"{work}/tcn_encoder.har",
-        "--start-node-names", "to_channels_first",
+        "--start-node-names", "tcn0_conv",
         "--end-node-names", "latent_head", "motif_prob",
-        "-y",
     ]  # fmt: skip
+    # No -y: it answers yes to the parser's own end-node recommendation when parsing
+    # fails; the end nodes are explicit, and a prompt meets EOF (stdin is /dev/null).
+    assert "-y" not in cmds.parse
     assert cmds.optimize == [
         "/opt/hailo-dfc/bin/hailo", "optimize", f"{work}/tcn_encoder.har",
         "--hw-arch", "hailo8",
         "--calib-set-path", f"{work}/calib_set.npy",
         "--output-har-path", f"{work}/tcn_encoder_optimized.har",
+        "--model-script", f"{work}/model_script.alls",
     ]  # fmt: skip
     assert cmds.compile == [
         "/opt/hailo-dfc/bin/hailo", "compiler", f"{work}/tcn_encoder_optimized.har",
@@ -186,8 +280,15 @@ def test_model_script_goes_to_optimize(
         workspace,
     )
     cmds = hailo8.commands(Path("hailo"), cfg, cfg.onnx_path, tmp_path)
-    assert cmds.optimize[-2:] == ["--model-script", str(workspace / "hailo_models" / "t.alls")]
+    assert cmds.optimize[-2:] == ["--model-script", str(tmp_path / "model_script.alls")]
     assert "--model-script" not in cmds.compile
+    # The generated script holds the user's, then the calibration size.
+    (workspace / "hailo_models" / "t.alls").write_text("quantization_param(...)\n")
+    text = hailo8.model_script(cfg, windows=300)
+    assert text.index("quantization_param(...)") < text.index(
+        "model_optimization_config(calibration, calibset_size=300)"
+    )
+    assert "model_optimization_flavor" not in text  # no level in this config
     assert cmds.parse[cmds.parse.index("--start-node-names") + 1] == "a"
 
 
@@ -269,6 +370,7 @@ def test_fake_dfc_runs_the_three_steps_and_the_hef_is_published(
         assert str(licence).encode() not in p.read_bytes()
     manifest = json.loads((out / "tcn_encoder-0.1.0.manifest.json").read_text())
     assert manifest["target"] == "hailo8"
+    assert manifest["hw_arch"] == "hailo8"
     assert manifest["artifact"] == "tcn_encoder-0.1.0.hef"
     assert manifest["compiler"]["backend"] == "hailo DFC 3.30.0"
     assert manifest["parity"]["max_abs_error"] == {}
@@ -338,8 +440,6 @@ def test_compiler_that_writes_no_hef_is_an_error(
 def test_unsupported_op_stops_before_the_dfc(
     run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
 ) -> None:
-    import onnx
-
     model = onnx.load(workspace / "exports" / "tcn_encoder.onnx")
     for node in model.graph.node:
         if node.name == "motif_prob":
@@ -350,3 +450,228 @@ def test_unsupported_op_stops_before_the_dfc(
     assert "node 'motif_prob' uses Hardmax" in run.summary["error"]
     assert _calls(fake_dfc["log"]) == []
     assert os.path.exists(fake_dfc["exe"])
+
+
+def test_dfc_runs_with_home_and_tmpdir_in_the_work_directory(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    out = workspace / "artifacts"
+    calls = _calls(fake_dfc["log"])
+    version = calls[0]
+    assert version["argv"] == ["--version"]
+    assert Path(version["home"]).parent == out
+    assert Path(version["cwd"]) == Path(version["home"])
+    assert version["tmpdir"] == version["home"]
+    steps = [c for c in calls if c["argv"][0] != "--version"]
+    assert [c["argv"][0] for c in steps] == ["parser", "optimize", "compiler"]
+    for call in steps:
+        home, tmpdir = Path(call["home"]), Path(call["tmpdir"])
+        # Inside the staging directory in the output directory (removed afterwards).
+        assert home.parent.parent.parent == out, home
+        assert home.name == "home"
+        assert tmpdir.parent == home.parent
+        assert tmpdir.name == "tmp"
+    assert [p for p in out.iterdir() if p.is_dir()] == []
+
+
+def test_venv_python_linking_to_a_missing_interpreter_is_diagnosed(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    link: Path = fake_dfc["home"] / "bin" / "python"
+    link.unlink()
+    link.symlink_to("/usr/local/pyenv/versions/3.10.14/bin/python3.10")
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 4
+    message = run.summary["error"]
+    assert f"{link} is a symlink to /usr/local/pyenv/versions/3.10.14/bin/python3.10" in message
+    assert "does not exist in this container" in message
+    # Found before any DFC command ran (not even --version).
+    assert _calls(fake_dfc["log"]) == []
+
+
+def test_check_reports_a_broken_venv_as_a_note(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    link: Path = fake_dfc["home"] / "bin" / "python"
+    link.unlink()
+    link.symlink_to("python3.10")  # relative, as `python -m venv` on some hosts writes
+    run = run_cli("--target", "hailo8", "--check", env=fake_dfc["env"])
+    assert run.code == 0
+    assert any("is a symlink to python3.10" in n for n in run.summary["notes"])
+
+
+def test_hailo8l_every_dfc_step_gets_the_architecture(
+    run_cli: Callable[..., Run],
+    write_config: Callable[..., Path],
+    workspace: Path,
+    fake_dfc: dict[str, Any],
+) -> None:
+    write_config(hw_arch="hailo8l")
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    steps = [c["argv"] for c in _calls(fake_dfc["log"]) if c["argv"][0] != "--version"]
+    assert [a[0] for a in steps] == ["parser", "optimize", "compiler"]
+    for argv in steps:
+        assert argv[argv.index("--hw-arch") + 1] == "hailo8l", argv
+    out = workspace / "artifacts"
+    manifest = json.loads((out / "tcn_encoder-0.1.0.manifest.json").read_text())
+    # target: the toolchain and artifact kind (a .hef for HailoRT); hw_arch: the chip.
+    assert manifest["target"] == "hailo8"
+    assert manifest["hw_arch"] == "hailo8l"
+    assert manifest["artifact"] == "tcn_encoder-0.1.0.hef"
+    # Same model, other chip: a new compile, not "up to date".
+    write_config(hw_arch="hailo8")
+    again = run_cli("--target", "hailo8", "--check", env=fake_dfc["env"])
+    assert again.summary["status"] == "stale"
+
+
+def test_fake_dfc_refuses_a_har_of_another_architecture(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    exe: Path = fake_dfc["exe"]
+    # A broken driver that forgets --hw-arch on optimize: the DFC would use hailo8.
+    exe.write_text(
+        exe.read_text().replace(
+            "argv = sys.argv[1:]\n",
+            "argv = sys.argv[1:]\n"
+            "if argv[0] == 'optimize' and '--hw-arch' in argv:\n"
+            "    i = argv.index('--hw-arch'); del argv[i:i + 2]\n",
+            1,
+        )
+    )
+    cfg = fake_dfc["home"].parent / "repo" / "hailo_models" / "tcn_encoder.yaml"
+    cfg.write_text(cfg.read_text().replace("hw_arch: hailo8", "hw_arch: hailo8l"))
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 4
+    assert "HAR is for hailo8l, --hw-arch is hailo8" in run.summary["error"]
+
+
+def test_calibration_set_has_the_parsed_input_layer_shape(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    # tcn0_conv takes NCHW (1, 9, 1, 100): the Hailo input layer is NHWC (-1, 1, 100, 9).
+    assert "[dfc optimize] [info] calibration set (512, 1, 100, 9)" in run.stderr
+    assert "parsed input layer shape: [-1, 1, 100, 9]" in run.stderr
+
+
+def test_calibration_shape_is_read_from_the_har_not_assumed(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    env = {**fake_dfc["env"], "FAKE_HAILO_INPUT_SHAPE": "-1,100,1,9"}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 0, run.stderr
+    assert "[dfc optimize] [info] calibration set (512, 100, 1, 9)" in run.stderr
+
+
+def test_parsed_input_that_cannot_hold_a_window_is_refused_before_optimize(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    env = {**fake_dfc["env"], "FAKE_HAILO_INPUT_SHAPE": "-1,1,50,9"}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 4
+    assert "input layer shape [-1, 1, 50, 9]" in run.summary["error"]
+    assert "900 values" in run.summary["error"]
+    steps = [c["argv"][0] for c in _calls(fake_dfc["log"])]
+    assert "optimize" not in steps
+
+
+def test_start_node_skips_the_input_transpose_and_reshape(workspace: Path, tmp_path: Path) -> None:
+    """The configured start node's input is NCHW (1, 9, 1, 100), whose NHWC form is the
+    window itself: the parsed network (from tcn0_conv) fed the window reshaped to
+    (1, 1, 100, 9) NHWC gives what the whole ONNX gives on the window."""
+    import onnxruntime as ort
+    from hef_compiler import calibration
+
+    cfg = load_config(workspace / "hailo_models" / "tcn_encoder.yaml", workspace)
+    assert cfg.dfc.start_node_names == ("tcn0_conv",)
+    model = onnx.shape_inference.infer_shapes(onnx.load(cfg.onnx_path))
+    nodes = {n.name: n for n in model.graph.node}
+    skipped = [n.op_type for n in model.graph.node[: list(nodes).index("tcn0_conv")]]
+    assert skipped == ["Transpose", "Reshape"]
+    entry = nodes["tcn0_conv"].input[0]
+    info = next(v for v in model.graph.value_info if v.name == entry)
+    assert [d.dim_value for d in info.type.tensor_type.shape.dim] == [1, 9, 1, 100]
+    cut = tmp_path / "from_start_node.onnx"
+    onnx.utils.extract_model(str(cfg.onnx_path), str(cut), [entry], list(cfg.outputs))
+    whole = ort.InferenceSession(str(cfg.onnx_path), providers=["CPUExecutionProvider"])
+    part = ort.InferenceSession(str(cut), providers=["CPUExecutionProvider"])
+    for window in calibration.generate_windows(4, 3):
+        nhwc = window.reshape(1, 1, 100, 9)  # what the Hailo input layer takes
+        want = whole.run(None, {"x": window[None]})
+        got = part.run(None, {entry: nhwc.transpose(0, 3, 1, 2)})  # NHWC -> NCHW for ORT
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_optimization_level_is_explicit_in_the_model_script_and_the_manifest(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    optimize = next(c["argv"] for c in _calls(fake_dfc["log"]) if c["argv"][0] == "optimize")
+    assert optimize[-2] == "--model-script"
+    # All 512 windows are used (the DFC's default calibset_size is 64).
+    assert "[dfc optimize] [info] using 512 calibration samples" in run.stderr
+    assert "Reducing optimization level" not in run.stderr
+    manifest = json.loads((workspace / "artifacts" / "tcn_encoder-0.1.0.manifest.json").read_text())
+    assert manifest["optimization"] == {
+        "optimization_level": 0,
+        "set_by": "dfc.optimization_level",
+        "calibration_windows": 512,
+        "dfc_messages": [],
+    }
+    assert run.summary["optimization"] == manifest["optimization"]
+
+
+def test_without_a_level_the_dfc_drop_to_level_0_is_warned_and_recorded(
+    run_cli: Callable[..., Run],
+    write_config: Callable[..., Path],
+    workspace: Path,
+    reference_config: dict[str, Any],
+    fake_dfc: dict[str, Any],
+) -> None:
+    dfc = {k: v for k, v in reference_config["dfc"].items() if k != "optimization_level"}
+    write_config(dfc=dfc)
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    assert "warning: no dfc.optimization_level" in run.stderr
+    assert "512 calibration windows (fewer than 1024)" in run.stderr
+    manifest = json.loads((workspace / "artifacts" / "tcn_encoder-0.1.0.manifest.json").read_text())
+    opt = manifest["optimization"]
+    assert opt["optimization_level"] == 0
+    assert opt["set_by"] == "DFC (reported)"
+    assert opt["dfc_messages"][0].startswith("[warning] Reducing optimization level to 0")
+
+
+def test_level_in_both_config_and_model_script_is_refused(
+    run_cli: Callable[..., Run],
+    write_config: Callable[..., Path],
+    workspace: Path,
+    reference_config: dict[str, Any],
+    fake_dfc: dict[str, Any],
+) -> None:
+    (workspace / "hailo_models" / "t.alls").write_text(
+        "model_optimization_flavor(optimization_level=2)\n"
+    )
+    write_config(dfc={**reference_config["dfc"], "model_script": "hailo_models/t.alls"})
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 2
+    assert "dfc.optimization_level" in run.summary["error"]
+    assert "model_optimization_flavor" in run.summary["error"]
+
+
+def test_dfc_python_falls_back_to_the_interpreter_on_hailos_shebang(
+    run_cli: Callable[..., Run], fake_dfc: dict[str, Any]
+) -> None:
+    """A DFC installed without a bin/python beside `hailo` (e.g. into a system Python):
+    the HAR is read and the emulator run with the interpreter `hailo` names."""
+    exe: Path = fake_dfc["exe"]
+    (fake_dfc["home"] / "bin" / "python").unlink()
+    exe.write_text(f"#!{sys.executable}\n" + exe.read_text().split("\n", 1)[1])
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    assert "parsed input layer shape: [-1, 1, 100, 9]" in run.stderr

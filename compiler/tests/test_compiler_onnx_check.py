@@ -184,7 +184,7 @@ def test_unsupported_ops_for_hailo8_each_named_with_its_node(workspace: Path) ->
     assert "node 'running_total' uses CumSum, which target 'hailo8' does not support" in message
     assert "supported on 'hailo8'" in message
     # The config's DFC start/end nodes are not in this graph either: said too.
-    assert "'dfc.start_node_names' names 'to_channels_first'" in message
+    assert "'dfc.start_node_names' names 'tcn0_conv'" in message
 
 
 def test_custom_domain_op_is_unsupported_on_cpu(workspace: Path) -> None:

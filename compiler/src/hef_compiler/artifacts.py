@@ -69,6 +69,7 @@ def build_manifest(
     backend: str,
     parity: Mapping[str, Any],
     golden: Mapping[str, Any],
+    optimization: Mapping[str, Any] | None = None,
     created_at: str | None = None,
 ) -> dict[str, Any]:
     """The manifest, in exactly the shape (and key order) the sidecar reads."""
@@ -77,6 +78,7 @@ def build_manifest(
         "model": cfg.model,
         "version": cfg.version,
         "target": target,
+        "hw_arch": cfg.hw_arch_for(target),
         "artifact": artifact_name,
         "sha256": artifact_sha256,
         "inputs": {name: list(shape) for name, shape in cfg.inputs.items()},
@@ -84,6 +86,7 @@ def build_manifest(
         "source_onnx_sha256": source_onnx_sha256,
         "config_sha256": cfg.sha256,
         "compiler": compiler_info(backend),
+        "optimization": dict(optimization) if optimization is not None else None,
         "parity": dict(parity),
         "golden": dict(golden),
         "created_at": created_at or utc_now(),
@@ -219,6 +222,7 @@ def freshness(
     expected: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "target": target,
+        "hw_arch": cfg.hw_arch_for(target),
         "artifact": cfg.artifact_name(target),
         "source_onnx_sha256": source_onnx_sha256,
         "config_sha256": cfg.sha256,

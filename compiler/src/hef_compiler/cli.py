@@ -117,7 +117,7 @@ def run_compile(
     cfg: ModelConfig, target_name: str, output: Path, env: Mapping[str, str], force: bool
 ) -> dict[str, Any]:
     require_x86_64()
-    target = get_target(target_name, env)
+    target = get_target(target_name, env, scratch=output)
     summary = _base(cfg, target_name, output)
     with artifacts.locked(output):
         with progress.step(f"validating {cfg.onnx_path} for target '{target_name}'"):
@@ -185,6 +185,7 @@ def run_compile(
                 backend=result.backend,
                 parity=parity_block,
                 golden=golden.summary(golden_doc, golden_path.name, golden_sha),
+                optimization=result.optimization,
             )
             manifest_path = out / cfg.manifest_name
             artifacts.write_json(manifest_path, manifest)
@@ -210,6 +211,7 @@ def run_compile(
             sha256=artifact_sha,
             golden={"file": golden_path.name, "sha256": golden_sha},
             parity=parity_block,
+            optimization=result.optimization,
             backend=result.backend,
             reasons=fresh.reasons if not force else ["--force"],
         )

@@ -22,7 +22,12 @@ from hef_compiler.errors import ConfigError
 
 SCHEMA_VERSION = 1
 TARGETS = ("cpu", "hailo8")
-HW_ARCHS = ("hailo8",)
+# The Hailo-8 family's chips; both take a .hef from the same DFC and HailoRT (target
+# hailo8). A HEF runs on the chip it was compiled for; HailoRT also runs a hailo8l HEF
+# on a Hailo-8 ("Hailo8 can work with Hailo8L configurations": hailo-ai/hailort,
+# libhailort, VdmaConfigManager::add_hef), not the other way round: the AI Kit and the
+# 13-TOPS AI HAT+ (Hailo-8L) need hw_arch hailo8l.
+HW_ARCHS = ("hailo8", "hailo8l")
 _MODEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _NET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
@@ -37,7 +42,7 @@ _TOP_KEYS = {
     "target": "|".join(TARGETS),
     "inputs": "{name: shape}",
     "outputs": "{name: shape}",
-    "dfc": "{start_node_names, end_node_names, model_script}",
+    "dfc": "{start_node_names, end_node_names, model_script, optimization_level}",
     "calibration": "{generate: {windows, seed}} or {path: file.npy}",
     "parity": "{max_abs_error, min_cosine_similarity, holdout}",
     "golden": "{windows, seed}",
@@ -52,6 +57,7 @@ class DfcOptions:
     start_node_names: tuple[str, ...]
     end_node_names: tuple[str, ...]
     model_script: Path | None
+    optimization_level: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,11 @@ class ModelConfig:
     @property
     def input_name(self) -> str:
         return next(iter(self.inputs))
+
+    def hw_arch_for(self, target: str) -> str | None:
+        """The manifest's ``hw_arch``: the Hailo chip a ``hailo8`` artifact is compiled for
+        (``hailo8`` or ``hailo8l``); ``None`` for ``cpu``, which targets no Hailo chip."""
+        return self.hw_arch if target == "hailo8" else None
 
     def artifact_name(self, target: str) -> str:
         return f"{self.model}-{self.version}.{'hef' if target == 'hailo8' else 'onnx'}"
@@ -313,6 +324,7 @@ _DFC_KEYS = {
     "start_node_names": "ONNX node names where the DFC parser starts",
     "end_node_names": "ONNX node names where the DFC parser ends",
     "model_script": "optional .alls model script, relative to the repo root",
+    "optimization_level": "0 to 4: the DFC's model_optimization_flavor(optimization_level=N)",
 }
 
 
@@ -334,7 +346,17 @@ def _dfc(
         if not rel.endswith(".alls"):
             raise ctx.fail("dfc.model_script", f"{rel!r} must name a .alls model script")
         script_path = _resolve(repo_root, rel)
-    return DfcOptions(start_node_names=start, end_node_names=end, model_script=script_path)
+    level = m.get("optimization_level")
+    if level is not None and (
+        isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 4
+    ):
+        raise ctx.fail("dfc.optimization_level", f"expected an integer from 0 to 4, got {level!r}")
+    return DfcOptions(
+        start_node_names=start,
+        end_node_names=end,
+        model_script=script_path,
+        optimization_level=level,
+    )
 
 
 def _calibration(ctx: _Ctx, value: Any, repo_root: Path) -> CalibrationSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,8 @@ class BuildResult:
     artifact: Path
     backend: str
     parity: ParityFigures | None
+    # hailo8: the DFC's optimization level, how it was set, and what the DFC said about it.
+    optimization: dict[str, Any] | None = None
 
 
 class Target(Protocol):
@@ -49,7 +51,11 @@ class Target(Protocol):
         ...
 
 
-def get_target(name: str, env: Mapping[str, str] | None = None) -> Target:
+def get_target(
+    name: str, env: Mapping[str, str] | None = None, scratch: Path | None = None
+) -> Target:
+    """``scratch``: a writable directory for toolchain runs before the work directory
+    exists (the output directory; ``None`` for read-only uses such as ``--check``)."""
     if name == "cpu":
         from hef_compiler.targets.cpu import CpuTarget
 
@@ -57,5 +63,5 @@ def get_target(name: str, env: Mapping[str, str] | None = None) -> Target:
     if name == "hailo8":
         from hef_compiler.targets.hailo8 import Hailo8Target
 
-        return Hailo8Target(env)
+        return Hailo8Target(env, scratch)
     raise ValueError(f"unknown target {name!r}; allowed: cpu, hailo8")

@@ -6,16 +6,21 @@ The DFC is licensed and never part of the compiler image. It is mounted at run t
 ``bin/`` is searched first) or ``PATH``. Three steps, as in the DFC user guide:
 
     hailo parser onnx <model.onnx> --net-name N --hw-arch hailo8 --har-path N.har
-          --start-node-names ... --end-node-names ... -y
+          --start-node-names ... --end-node-names ...   (no -y: see commands())
+    <dfc>/bin/python dfc_har_info.py --har N.har        -> the input layer's shape
     hailo optimize N.har --hw-arch hailo8 --calib-set-path calib_set.npy
           --output-har-path N_optimized.har [--model-script S.alls]
     hailo compiler N_optimized.har --hw-arch hailo8 --output-dir D
           --output-har-path N_compiled.har                      -> D/N.hef
 
 The DFC runs in a scratch directory (it writes its own logs into the working
-directory); only the .hef is kept. If the DFC needs a licence file, its path comes
-from ``HAILO_DFC_LICENSE_FILE`` in the environment (mounted read-only): it is checked
-to exist and passed through in the environment, never read, copied or recorded.
+directory), with HOME and TMPDIR inside it too: the job runs with a read-only root and
+HOME=/nonexistent. Only the .hef is kept. Before anything runs, the DFC environment's
+interpreter is checked: a venv's ``bin/python`` is a symlink to the interpreter that
+made it, which a container may not have at that path. If the DFC needs a licence
+file, its path comes from ``HAILO_DFC_LICENSE_FILE`` in the environment (mounted
+read-only): it is checked to exist and passed through in the environment, never read,
+copied or recorded.
 
 NOT EXERCISED HERE: no DFC is installable in this project's lab; the tests check the
 exact argv lists, the guardrails, and the sequence against a fake ``hailo``.
@@ -24,21 +29,25 @@ exact argv lists, the guardrails, and the sequence against a fake ``hailo``.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hef_compiler import calibration as calib
 from hef_compiler import progress
+from hef_compiler.artifacts import STAGING_PREFIX
 from hef_compiler.config import ModelConfig
-from hef_compiler.errors import ToolchainError
+from hef_compiler.errors import ConfigError, ToolchainError
 from hef_compiler.golden import GoldenOutputs
 from hef_compiler.onnx_check import ValidatedModel
 from hef_compiler.targets import BuildResult
@@ -46,8 +55,9 @@ from hef_compiler.targets import BuildResult
 ENV_HOME = "HAILO_DFC_HOME"
 ENV_LICENSE = "HAILO_DFC_LICENSE_FILE"
 DFC_EXECUTABLE = "hailo"
-# Run by the DFC's own interpreter (beside `hailo`): it needs hailo_sdk_client.
+# Run by the DFC's own interpreter (beside `hailo`): they need hailo_sdk_client.
 EMULATE_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_emulate.py"
+HAR_INFO_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_har_info.py"
 WHERE_TO_GET = (
     "The Hailo Dataflow Compiler is a licensed download from the Hailo Developer Zone "
     "(https://hailo.ai/developer-zone/software-downloads/, sign-in required). Install it "
@@ -74,6 +84,7 @@ class DfcCommands:
     compiled_har: Path
     hef: Path
     calib_set: Path
+    model_script: Path
 
 
 def search_dirs(env: Mapping[str, str]) -> list[str]:
@@ -125,6 +136,67 @@ def check_license(env: Mapping[str, str]) -> None:
         )
 
 
+def _shebang(script: Path) -> str | None:
+    """The interpreter a script's ``#!`` line names (absolute paths only), else None."""
+    try:
+        with script.open("rb") as fh:
+            first = fh.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return words[0] if words and words[0].startswith("/") else None
+
+
+def check_interpreter(hailo: Path) -> None:
+    """The DFC environment's Python must exist in this container.
+
+    A venv's ``bin/python`` is a symlink to the interpreter that created it (e.g.
+    /usr/bin/python3.10 or a pyenv path on the build host); mounted into the compiler
+    image that target may be missing, and every DFC step would fail with a bare
+    "No such file or directory". Checked: ``bin/python`` beside ``hailo`` and the
+    interpreter named by ``hailo``'s ``#!`` line.
+    """
+    candidates: list[Path] = []
+    beside = hailo.parent / "python"
+    if os.path.lexists(beside):
+        candidates.append(beside)
+    named = _shebang(hailo)
+    if named is not None and Path(named) not in candidates:
+        candidates.append(Path(named))
+    for path in candidates:
+        if os.path.exists(path):
+            continue
+        fix = (
+            "Create the DFC environment with an interpreter the compiler image has at the "
+            "same path (python3.11 at /usr/bin/python3.11: `/usr/bin/python3.11 -m venv "
+            "/opt/hailo-dfc`, then install the hailo_dataflow_compiler wheel into it), or "
+            "build a private compiler image with the DFC inside (never pushed to a public "
+            f"registry). {WHERE_TO_GET}"
+        )
+        if os.path.islink(path):
+            raise ToolchainError(
+                f"the DFC environment's interpreter is missing: {path} is a symlink to "
+                f"{os.readlink(path)} (resolves to {os.path.realpath(path)}), which does "
+                f"not exist in this container. {fix}"
+            )
+        raise ToolchainError(
+            f"the DFC environment's interpreter is missing: {hailo} starts with "
+            f"#!{path}, which does not exist in this container. {fix}"
+        )
+
+
+def scratch_env(env: Mapping[str, str], dfc_dir: Path) -> dict[str, str]:
+    """The DFC's environment for one compile: HOME and TMPDIR inside ``dfc_dir``'s parent
+    (the job's work directory, on the writable output mount), created here."""
+    work = dfc_dir.parent
+    home, tmp = work / "home", work / "tmp"
+    home.mkdir(exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    return {**dfc_env(env), "HOME": str(home), "TMPDIR": str(tmp)}
+
+
 def parse_version(text: str) -> str | None:
     for pattern in _VERSION_PATTERNS:
         m = pattern.search(text)
@@ -133,12 +205,23 @@ def parse_version(text: str) -> str | None:
     return None
 
 
-def dfc_version(hailo: Path, env: Mapping[str, str]) -> str:
-    """The DFC's version from ``hailo --version`` (``unknown`` when it prints none)."""
+def dfc_version(hailo: Path, env: Mapping[str, str], scratch: Path | None = None) -> str:
+    """The DFC's version from ``hailo --version`` (``unknown`` when it prints none).
+
+    With ``scratch``, it runs in a temporary directory there (also its HOME and TMPDIR),
+    removed afterwards; the next run's lock clears one left by a killed run."""
+    if scratch is None:
+        return _dfc_version(hailo, dfc_env(env), None)
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}version-", dir=scratch) as tmp:
+        return _dfc_version(hailo, {**dfc_env(env), "HOME": tmp, "TMPDIR": tmp}, Path(tmp))
+
+
+def _dfc_version(hailo: Path, env: Mapping[str, str], cwd: Path | None) -> str:
     try:
         proc = subprocess.run(
             [str(hailo), "--version"],
-            env=dfc_env(env),
+            env=dict(env),
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=300,
@@ -174,16 +257,20 @@ def commands(hailo: Path, cfg: ModelConfig, onnx_path: Path, workdir: Path) -> D
         "--har-path", str(har),
         "--start-node-names", *cfg.dfc.start_node_names,
         "--end-node-names", *cfg.dfc.end_node_names,
-        "-y",
     ]  # fmt: skip
+    # No -y: it only answers "yes" to the parser's own end-node recommendation after a
+    # failed parse (hailo_model_zoo passes y=True to the DFC's NetParser; users show the
+    # prompt, e.g. ankandrew/fast-plate-ocr#44). Our end nodes are explicit; a prompt
+    # reads EOF from /dev/null and the step fails with the recommendation in its output.
+    script = workdir / "model_script.alls"
     optimize = [
         str(hailo), "optimize", str(har),
         "--hw-arch", arch,
         "--calib-set-path", str(calib_set),
         "--output-har-path", str(optimized),
+        # Always ours (model_script()): the config's script, the level, the calibset size.
+        "--model-script", str(script),
     ]  # fmt: skip
-    if cfg.dfc.model_script is not None:
-        optimize += ["--model-script", str(cfg.dfc.model_script)]
     compile_ = [
         str(hailo), "compiler", str(optimized),
         "--hw-arch", arch,
@@ -199,10 +286,93 @@ def commands(hailo: Path, cfg: ModelConfig, onnx_path: Path, workdir: Path) -> D
         compiled_har=compiled,
         hef=workdir / f"{net}.hef",
         calib_set=calib_set,
+        model_script=script,
     )
 
 
-def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> None:
+# The DFC's optimization levels (0-4, default 2) and its own fallback: with fewer than
+# 1024 calibration samples it drops to 1, and without a GPU to 0, printing
+# "[warning] Reducing optimization level to 0 (...) because there's less data than the
+# recommended amount (1024), and there's no available GPU" (quoted in public DFC logs).
+# model_optimization_flavor(optimization_level=N) sets it; calibset_size (default 64:
+# fewer samples than we give would be used) sets how many samples calibration takes.
+RECOMMENDED_CALIBRATION = 1024
+_FLAVOR = re.compile(r"model_optimization_flavor\s*\([^)]*optimization_level\s*=\s*(\d)")
+_CALIBRATION_CONFIG = re.compile(r"model_optimization_config\s*\(\s*calibration\b")
+_REPORTED_LEVEL = (
+    re.compile(r"(?i)reducing optimization level to (\d)"),
+    re.compile(r"(?i)using default optimization level of (\d)"),
+    re.compile(r"(?i)optimization level (?:is |set to )?(\d)\b"),
+)
+_LEVEL_MESSAGE = re.compile(r"(?i)optimization level|zero level of optimization")
+
+
+def _user_script(cfg: ModelConfig) -> str:
+    path = cfg.dfc.model_script
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{cfg.source}: key 'dfc.model_script': cannot read {path}: {exc.strerror}"
+        ) from exc
+
+
+def model_script(cfg: ModelConfig, windows: int) -> str:
+    """The model script given to ``hailo optimize``: the config's ``dfc.model_script``,
+    then the optimization level (``dfc.optimization_level``) and the calibration size
+    (all ``windows``), unless the config's script sets them itself."""
+    user = _user_script(cfg)
+    lines = ["# written by hef-compile for `hailo optimize`"]
+    if user:
+        lines += [f"# from {cfg.dfc.model_script}", user.rstrip("\n")]
+    level = cfg.dfc.optimization_level
+    if level is not None:
+        if _FLAVOR.search(user):
+            raise ConfigError(
+                f"{cfg.source}: key 'dfc.optimization_level' is set and {cfg.dfc.model_script} "
+                "sets model_optimization_flavor(optimization_level=...) too: set the level "
+                "in one place"
+            )
+        lines.append(f"model_optimization_flavor(optimization_level={level})")
+    if not _CALIBRATION_CONFIG.search(user):
+        lines.append(f"model_optimization_config(calibration, calibset_size={windows})")
+    return "\n".join(lines) + "\n"
+
+
+def planned_level(cfg: ModelConfig) -> tuple[int | None, str]:
+    """The level asked for and where it comes from (``None``: the DFC decides)."""
+    if cfg.dfc.optimization_level is not None:
+        return cfg.dfc.optimization_level, "dfc.optimization_level"
+    m = _FLAVOR.search(_user_script(cfg))
+    if m:
+        return int(m.group(1)), "dfc.model_script"
+    return None, "DFC (reported)"
+
+
+def optimization_record(cfg: ModelConfig, windows: int, output: list[str]) -> dict[str, Any]:
+    """The manifest's ``optimization``: the level (asked for, else what the DFC said it
+    used), where it came from, the calibration windows and the DFC's lines about it."""
+    level, set_by = planned_level(cfg)
+    messages = [line.strip() for line in output if _LEVEL_MESSAGE.search(line)]
+    if level is None:
+        for line in messages:
+            found = next((p.search(line) for p in _REPORTED_LEVEL if p.search(line)), None)
+            if found:
+                level = int(found.group(1))
+                break
+        if level is None:
+            set_by = "unknown (the DFC reported none)"
+    return {
+        "optimization_level": level,
+        "set_by": set_by,
+        "calibration_windows": windows,
+        "dfc_messages": messages,
+    }
+
+
+def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> list[str]:
     """Run one DFC step, streaming its output to stderr; fail with its last lines."""
     progress.say(f"$ {shlex.join(argv)}")
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
@@ -220,7 +390,9 @@ def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> N
     except OSError as exc:
         raise ToolchainError(f"DFC step '{step}' could not start: {exc}. {WHERE_TO_GET}") from exc
     assert proc.stdout is not None
+    lines: list[str] = []
     for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
         tail.append(line.rstrip("\n"))
         print(f"[dfc {step}] {line}", end="", file=sys.stderr, flush=True)
     code = proc.wait()
@@ -230,6 +402,26 @@ def run_step(step: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> N
             f"DFC step '{step}' failed with exit {code}: {shlex.join(argv)}\n"
             f"  last {len(tail)} lines of its output:\n{last}"
         )
+    return lines
+
+
+def calibration_samples(windows: np.ndarray, layer_shape: list[int]) -> np.ndarray:
+    """The calibration windows (N, 100, 9) in the parsed input layer's shape per sample.
+
+    The DFC checks each calibration sample against the input layer's shape without the
+    batch (NHWC): (1, 100, 9) for this model's Conv input, not the ONNX's (100, 9). The
+    window's values keep their order (a reshape): NHWC (1, 100, 9) is the same memory
+    as the window (100 samples x 9 channels).
+    """
+    per_sample = tuple(int(d) for d in layer_shape[1:])
+    want = int(np.prod(windows.shape[1:]))
+    if not per_sample or min(per_sample) < 1 or int(np.prod(per_sample)) != want:
+        raise ToolchainError(
+            f"the parsed network's input layer shape {list(layer_shape)} does not hold one "
+            f"window of {want} values ({windows.shape[1]} samples x {windows.shape[2]} "
+            "channels); check dfc.start_node_names in the model config"
+        )
+    return np.ascontiguousarray(windows.reshape((len(windows), *per_sample)), dtype=np.float32)
 
 
 def _expect(path: Path, step: str) -> None:
@@ -252,20 +444,56 @@ def _collect_hef(cmds: DfcCommands, before: set[Path]) -> Path:
 class Hailo8Target:
     name = "hailo8"
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, scratch: Path | None = None) -> None:
         self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.scratch = scratch
         self._hailo: Path | None = None
         self._version: str | None = None
 
     def hailo(self) -> Path:
         if self._hailo is None:
-            self._hailo = find_hailo(self.env)
+            hailo = find_hailo(self.env)
+            check_interpreter(hailo)
+            self._hailo = hailo
         return self._hailo
 
     def backend(self) -> str:
         if self._version is None:
-            self._version = dfc_version(self.hailo(), self.env)
+            self._version = dfc_version(self.hailo(), self.env, self.scratch)
         return f"hailo DFC {self._version}"
+
+    def python(self) -> Path:
+        """The DFC environment's interpreter, which has hailo_sdk_client: ``bin/python``
+        beside ``hailo`` (a venv), else the interpreter on ``hailo``'s ``#!`` line."""
+        hailo = self.hailo()
+        beside = hailo.parent / "python"
+        if beside.exists():
+            return beside
+        named = _shebang(hailo)
+        if named is not None and os.path.exists(named):
+            return Path(named)
+        raise ToolchainError(
+            f"no Python for the DFC: {beside} is missing and {hailo} names no interpreter "
+            "on its #! line; reading the HAR and the quantized emulator run with the Python "
+            "of the DFC's environment (the one with hailo_sdk_client)"
+        )
+
+    def input_layer_shape(self, har: Path, dfc_dir: Path, env: Mapping[str, str]) -> list[int]:
+        """The parsed HAR's single input layer shape (NHWC, batch -1), read by the DFC."""
+        out = dfc_dir / "har_info.json"
+        argv = [str(self.python()), str(HAR_INFO_SCRIPT), "--har", str(har), "--output", str(out)]
+        with progress.step("DFC: reading the parsed input layer shape from the HAR"):
+            run_step("har-info", argv, env, dfc_dir)
+        _expect(out, "har-info")
+        inputs = json.loads(out.read_text(encoding="utf-8")).get("inputs") or []
+        if len(inputs) != 1:
+            raise ToolchainError(
+                f"the parsed network has {len(inputs)} input layers ({inputs}); the contract "
+                "has one input: check dfc.start_node_names in the model config"
+            )
+        shape = [int(d) for d in inputs[0]["shape"]]
+        progress.say(f"parsed input layer shape: {shape} ({inputs[0]['name']})")
+        return shape
 
     def build(
         self,
@@ -282,21 +510,45 @@ class Hailo8Target:
         dfc_dir = work / "dfc"
         dfc_dir.mkdir(parents=True, exist_ok=True)
         cmds = commands(hailo, cfg, cfg.onnx_path, dfc_dir)
-        calib.save_windows(calibration, cmds.calib_set)
-        env = dfc_env(self.env)
+        env = scratch_env(self.env, dfc_dir)
         with progress.step("DFC parser (ONNX -> HAR)"):
             run_step("parser", cmds.parse, env, dfc_dir)
         _expect(cmds.har, "parser")
-        with progress.step(f"DFC optimize (INT8, {len(calibration)} calibration windows)"):
-            run_step("optimize", cmds.optimize, env, dfc_dir)
+        layer_shape = self.input_layer_shape(cmds.har, dfc_dir, env)
+        calib.save_windows(calibration_samples(calibration, layer_shape), cmds.calib_set)
+        windows = len(calibration)
+        cmds.model_script.write_text(model_script(cfg, windows), encoding="utf-8")
+        level, set_by = planned_level(cfg)
+        if level is None:
+            progress.say(
+                "warning: no dfc.optimization_level (nor one in dfc.model_script): the DFC "
+                f"picks it; with {windows} calibration windows "
+                + (
+                    f"(fewer than {RECOMMENDED_CALIBRATION}) it drops to level 1 with a "
+                    "GPU and to 0 without one"
+                    if windows < RECOMMENDED_CALIBRATION
+                    else "it uses level 2 with a GPU and drops to 0 without one"
+                )
+                + "; the level it reports is recorded in the manifest"
+            )
+        elif level > 0 and windows < RECOMMENDED_CALIBRATION:
+            progress.say(
+                f"warning: optimization level {level} ({set_by}) with {windows} calibration "
+                f"windows: the DFC recommends at least {RECOMMENDED_CALIBRATION} above level 0"
+            )
+        with progress.step(f"DFC optimize (INT8, {windows} calibration windows, level {level})"):
+            output = run_step("optimize", cmds.optimize, env, dfc_dir)
         _expect(cmds.optimized_har, "optimize")
+        optimization = optimization_record(cfg, windows, output)
         before = set(dfc_dir.glob("*.hef"))
         with progress.step("DFC compiler (HAR -> HEF)"):
             run_step("compiler", cmds.compile, env, dfc_dir)
         hef = _collect_hef(cmds, before)
         artifact = work / artifact_name
         os.replace(hef, artifact)
-        return BuildResult(artifact=artifact, backend=backend, parity=None)
+        return BuildResult(
+            artifact=artifact, backend=backend, parity=None, optimization=optimization
+        )
 
     def reference(
         self, cfg: ModelConfig, work: Path, artifact: Path, windows: np.ndarray
@@ -306,12 +558,7 @@ class Hailo8Target:
         dfc_dir = work / "dfc"
         har = dfc_dir / f"{cfg.net_name}_optimized.har"
         _expect(har, "optimize")
-        python = self.hailo().parent / "python"
-        if not python.exists():
-            raise ToolchainError(
-                f"{python} is missing: the golden vectors run the DFC's quantized emulator "
-                "with the Python of the DFC's environment (beside its 'hailo' command)"
-            )
+        python = self.python()
         given = calib.save_windows(windows, dfc_dir / "golden_windows.npy")
         out = dfc_dir / "golden_outputs.npz"
         argv = [str(python), str(EMULATE_SCRIPT), "--har", str(har), "--windows", str(given)]
@@ -319,7 +566,7 @@ class Hailo8Target:
         for name, shape in cfg.outputs.items():
             argv += ["--output-width", f"{name}={int(np.prod(shape[1:]))}"]
         with progress.step(f"DFC emulator (SDK_QUANTIZED) on {len(windows)} golden windows"):
-            run_step("emulator", argv, dfc_env(self.env), dfc_dir)
+            run_step("emulator", argv, scratch_env(self.env, dfc_dir), dfc_dir)
         _expect(out, "emulator")
         with np.load(out, allow_pickle=False) as data:
             outputs = {name: data[name].astype(np.float32) for name in cfg.outputs}
