@@ -41,10 +41,21 @@ def put(host, path: str, text: str) -> None:
     host.check_output(f"printf %s {shlex.quote(text)} > {path}")
 
 
-# Run on a host with python3 (stdlib): GET and POST against a base URL, JSON out.
+# Run on a host with python3 (stdlib): wait (up to 240 s) for /readyz to answer 200, then
+# GET and POST against a base URL, JSON out. Polled here rather than `up --wait`: Docker's
+# healthcheck (a Python start under QEMU, 3 s timeout in the Pi file) is a Pi's figure.
 PROBE = r"""
-import json, sys, urllib.request
+import json, sys, time, urllib.error, urllib.request
 base = sys.argv[1]
+deadline = time.monotonic() + 240
+while True:
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=10) as r:
+            break
+    except (OSError, urllib.error.URLError):
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(2)
 def call(path, body=None):
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
@@ -75,7 +86,7 @@ def test_gpusrv_compose_profile_smoke(gpusrv):
         f"DOCKER_CONFIG=/tmp/compose-docker docker login -u pusher --password-stdin {REGISTRY}"
     )
     try:
-        up = gpusrv.run(f"{compose} up -d --wait --wait-timeout 120")
+        up = gpusrv.run(f"{compose} up -d")
         assert up.rc == 0, up.stdout + up.stderr
         out = json.loads(gpusrv.check_output(f"python3 /tmp/probe.py http://127.0.0.1:{PORT}"))
     finally:
@@ -99,7 +110,7 @@ def test_pi_compose_profile_serves_the_placed_artifact():
     )
     compose = f"{env} docker-compose -p pi-profile -f /tmp/compose-pi.yaml"
     try:
-        up = eng.run(f"{compose} up -d --wait --wait-timeout 240")
+        up = eng.run(f"{compose} up -d")
         assert up.rc == 0, up.stdout + up.stderr + eng.run(f"{compose} logs").stdout
         out = json.loads(host.check_output(f"python3 /tmp/probe.py http://127.0.0.1:{PORT}"))
     finally:
