@@ -265,22 +265,64 @@ def test_golden_gate_fails_on_an_answer_of_the_wrong_width(tmp_path: Path) -> No
         sh.golden_check(wrong.port, str(path))
 
 
+def stage_with_golden(root: Path, rel: dict[str, Any], data: bytes, golden: bytes) -> str:
+    """stage(), plus golden vectors named in the manifest and the release (rel is updated)."""
+    rel.update(
+        golden=f"tcn_encoder-{rel['version']}.golden.json",
+        golden_sha256=hashlib.sha256(golden).hexdigest(),
+    )
+    name = stage(root, rel, data)
+    staging = root / "models" / name
+    manifest = json.loads((staging / rel["manifest"]).read_text())
+    manifest["golden"] = {"file": rel["golden"], "sha256": rel["golden_sha256"]}
+    (staging / rel["manifest"]).write_text(json.dumps(manifest))
+    (staging / rel["golden"]).write_bytes(golden)
+    return name
+
+
 def test_place_verifies_the_golden_vectors(tmp_path: Path) -> None:
     """The golden file travels with the artifact; a damaged copy is refused before a switch."""
     data = b"artifact bytes"
     rel = release("0.3.0", data)
-    golden = b'{"schema": 1}'
-    rel.update(
-        golden="tcn_encoder-0.3.0.golden.json", golden_sha256=hashlib.sha256(golden).hexdigest()
-    )
-    name = stage(tmp_path, rel, data)
-    staging = tmp_path / "models" / name
-    manifest = json.loads((staging / rel["manifest"]).read_text())
-    manifest["golden"] = {"file": rel["golden"], "sha256": rel["golden_sha256"]}
-    (staging / rel["manifest"]).write_text(json.dumps(manifest))
-    (staging / rel["golden"]).write_bytes(golden + b" ")
+    name = stage_with_golden(tmp_path, rel, data, b'{"schema": 1}')
+    (tmp_path / "models" / name / rel["golden"]).write_bytes(b'{"schema": 1} ')
     out = sh.cmd_install(params(tmp_path, release=rel, staging=name))
     assert out["ok"] is False
     assert "sha256 mismatch for" in out["reason"]
     assert "golden.json" in out["reason"]
     assert not (tmp_path / "models" / "current").exists()
+
+
+def test_the_release_in_use_gets_new_golden_vectors_for_the_same_artifact(tmp_path: Path) -> None:
+    """A release deployed before golden vectors existed (or by an older compiler), the same
+    artifact bytes: its manifest and golden file are refreshed in place, not refused."""
+    data = b"the same artifact"
+    old = release("0.1.0", data)
+    sh.cmd_install(params(tmp_path, release=old, staging=stage(tmp_path, old, data)))
+    new = release("0.1.0", data)
+    name = stage_with_golden(tmp_path, new, data, b'{"schema": 1}')
+    out = sh.cmd_install(params(tmp_path, release=new, staging=name, protect=["tcn_encoder-0.1.0"]))
+    assert out["ok"], out
+    assert out["changed"]
+    release_dir = tmp_path / "models" / "tcn_encoder-0.1.0"
+    assert (release_dir / new["golden"]).read_bytes() == b'{"schema": 1}'
+    assert (
+        json.loads((release_dir / new["manifest"]).read_text())["golden"]["file"] == new["golden"]
+    )
+    assert sh.check_release_dir(str(release_dir), new) is None
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "current",
+        "tcn_encoder-0.1.0",
+    ]
+
+
+def test_a_different_artifact_for_the_release_in_use_is_refused(tmp_path: Path) -> None:
+    old = release("0.1.0", b"first build")
+    sh.cmd_install(params(tmp_path, release=old, staging=stage(tmp_path, old, b"first build")))
+    new = release("0.1.0", b"another build, same version")
+    name = stage_with_golden(tmp_path, new, b"another build, same version", b"{}")
+    out = sh.cmd_install(params(tmp_path, release=new, staging=name, protect=["tcn_encoder-0.1.0"]))
+    assert not out["ok"]
+    assert "a new artifact needs a new version" in out["reason"]
+    release_dir = tmp_path / "models" / "tcn_encoder-0.1.0"
+    assert (release_dir / old["artifact"]).read_bytes() == b"first build"

@@ -454,13 +454,19 @@ def cmd_place(p: dict[str, Any]) -> dict[str, Any]:
             shutil.rmtree(staging)
             return {"ok": True, "changed": False, "release_dir": final, "pruned": []}
         if name in protect:
-            shutil.rmtree(staging)
-            return {
-                "ok": False,
-                "changed": True,
-                "reason": f"{final} already holds a different artifact for {name} and is in use "
-                "(current or previous release); a new artifact needs a new version",
-            }
+            if not same_artifact(final, release):
+                shutil.rmtree(staging)
+                return {
+                    "ok": False,
+                    "changed": True,
+                    "reason": f"{final} already holds a different artifact for {name} and is in "
+                    "use (current or previous release); a new artifact needs a new version",
+                }
+            # The same artifact bytes, new metadata (a manifest and golden vectors from a
+            # newer compiler): refreshed file by file, each rename atomic, the manifest last,
+            # so the release directory in use is never missing.
+            refresh_release_dir(staging, final, release)
+            return {"ok": True, "changed": True, "release_dir": final, "refreshed": True}
         trash = os.path.join(models, f".trash-{name}-{os.getpid()}")
         os.rename(final, trash)
         shutil.rmtree(trash)
@@ -475,6 +481,21 @@ def cmd_place(p: dict[str, Any]) -> dict[str, Any]:
         "replaced": replaced,
         "pruned": pruned,
     }
+
+
+def same_artifact(directory: str, release: dict[str, Any]) -> bool:
+    try:
+        return sha256_file(os.path.join(directory, release["artifact"])) == release["sha256"]
+    except OSError:
+        return False
+
+
+def refresh_release_dir(staging: str, final: str, release: dict[str, Any]) -> None:
+    names = [release[key] for key in RELEASE_FILES if release.get(key)]
+    for fname in sorted(names, key=lambda n: n == release["manifest"]):
+        os.replace(os.path.join(staging, fname), os.path.join(final, fname))
+    fsync_dir(final)
+    shutil.rmtree(staging)
 
 
 def prune(models: str, keep: int, protect: set[str]) -> list[str]:
