@@ -75,7 +75,11 @@ print(json.dumps(out))
 
 
 def test_gpusrv_compose_profile_smoke(gpusrv):
-    ref = image("hailo-runtime")["reference"]
+    # The amd64 image by its own digest: pulling the manifest list's digest here would bind
+    # it to the amd64 image, and a later pull of it for arm64 (test_4) fails on engine 26
+    # with "cannot overwrite digest".
+    runtime = image("hailo-runtime")
+    ref = f"{runtime['image']}@{runtime['platform_digests']['linux/amd64']}"
     compose_file = (REPO / "sidecar/docker-compose.gpusrv.yaml").read_text()
     put(gpusrv, "/tmp/compose-gpusrv.yaml", compose_file)
     put(gpusrv, "/tmp/probe.py", PROBE)

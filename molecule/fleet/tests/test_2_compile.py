@@ -22,6 +22,7 @@ CONFIG_PATH = REPO / "hailo_models" / "tcn_encoder.yaml"
 CONFIG = yaml.safe_load(CONFIG_PATH.read_text())
 STEM = f"{CONFIG['model']}-{CONFIG['version']}"
 ARTIFACT, MANIFEST, CHECKSUMS = f"{STEM}.onnx", f"{STEM}.manifest.json", "hef_sha256sum.txt"
+GOLDEN = f"{STEM}.golden.json"
 GPUSRV_OUTPUT = "/var/lib/hef-compile/artifacts/cpu"
 JOB_UID = 10001
 COMPILER_VERSION = re.search(
@@ -43,17 +44,21 @@ def manifest() -> dict:
     return json.loads((ARTIFACTS / MANIFEST).read_text())
 
 
-@pytest.mark.parametrize("name", [ARTIFACT, MANIFEST, CHECKSUMS])
+@pytest.mark.parametrize("name", [ARTIFACT, GOLDEN, MANIFEST, CHECKSUMS])
 def test_fetched_to_controller(local, name):
     assert local.file(str(ARTIFACTS / name)).is_file
 
 
 def test_checksum_file_verifies_on_controller(local):
     lines = (ARTIFACTS / CHECKSUMS).read_text().splitlines()
-    assert lines == [f"{sha256(ARTIFACTS / ARTIFACT)}  {ARTIFACT}"]
+    assert lines == [
+        f"{sha256(ARTIFACTS / GOLDEN)}  {GOLDEN}",
+        f"{sha256(ARTIFACTS / ARTIFACT)}  {ARTIFACT}",
+    ]
     check = local.run(f"cd {ARTIFACTS} && sha256sum -c {CHECKSUMS}")
     assert check.rc == 0, check.stdout + check.stderr
     assert f"{ARTIFACT}: OK" in check.stdout
+    assert f"{GOLDEN}: OK" in check.stdout
 
 
 def test_checksum_file_verifies_on_gpusrv(gpusrv):
@@ -62,7 +67,7 @@ def test_checksum_file_verifies_on_gpusrv(gpusrv):
 
 
 def test_controller_and_gpusrv_hold_the_same_files(gpusrv):
-    for name in (ARTIFACT, MANIFEST):
+    for name in (ARTIFACT, GOLDEN, MANIFEST):
         assert gpusrv.file(f"{GPUSRV_OUTPUT}/{name}").sha256sum == sha256(ARTIFACTS / name)
 
 
