@@ -1,6 +1,6 @@
 """A release that is healthy and well-shaped but computes the wrong numbers: the model
 image with other preprocessing on /infer (ax and ay swapped, fleet.WRONG_PREPROCESSING),
-with a correct compiled artifact 0.4.0. The sidecar gets ready (its own golden check runs
+with a correct compiled artifact 0.5.0. The sidecar gets ready (its own golden check runs
 the backend directly), Docker calls it healthy, every answer has the right shapes and
 ranges; only the gate's golden windows through /infer show it. The canary refuses it and
 rolls back, the report says by how much, and the fleet is never touched."""
@@ -28,7 +28,7 @@ from fleet import (
     wrong_numbers_image,
 )
 
-VERSION = "0.4.0"
+VERSION = "0.5.0"  # not 0.4.0: test_8 makes that one corrupt
 PREVIOUS = "0.2.0"
 
 
