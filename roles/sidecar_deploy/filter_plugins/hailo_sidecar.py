@@ -1,0 +1,48 @@
+"""Controller-side decisions of sidecar_deploy that are more than a lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# What makes two releases the same (the record's identity, module_utils/hailo_sidecar_host.py).
+IDENTITY = ("digest", "model", "version", "sha256")
+
+
+def gated(hosts: list[str], hostvars: Mapping[str, Any], release: Mapping[str, Any]) -> list[str]:
+    """The hosts among `hosts` that passed their gate for `release` in this run (the fact
+    tasks/release.yml sets after a commit; facts live for one run)."""
+    out = []
+    for host in hosts:
+        if host not in hostvars:
+            continue
+        passed = hostvars[host].get("_sidecar_deploy_gated")
+        if isinstance(passed, Mapping) and all(
+            str(passed.get(k, "")) == str(release.get(k, "")) for k in IDENTITY
+        ):
+            out.append(host)
+    return out
+
+
+def restore_outcome(
+    restore: Mapping[str, Any], gate: Mapping[str, Any], current: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """What a host is after tasks/restore.yml (the restore step's result, its gate's, and
+    the committed release): rolled_back only when the committed release runs again and
+    passed its gate; failed when there was none (the sidecar was removed); else broken."""
+    if not current:
+        return {"result": "failed", "summary": "no previous release: the sidecar was removed"}
+    desc = f"{current.get('model')} {current.get('version')} ({current.get('image')})"
+    if restore.get("broken"):
+        problem = str(restore.get("msg") or "the restore failed")
+    elif not (gate.get("gate") or {}).get("ok"):
+        why = (gate.get("gate") or {}).get("reason") or gate.get("msg") or "not gated"
+        problem = f"the committed release {desc} did not pass its gate: {why}"
+    else:
+        return {"result": "rolled_back", "summary": f"back on {current.get('version')}"}
+    return {"result": "broken", "summary": f"BROKEN, the host needs a person: {problem}"}
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"hailo_sidecar_gated": gated, "hailo_sidecar_restore_outcome": restore_outcome}

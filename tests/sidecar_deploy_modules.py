@@ -1,0 +1,59 @@
+"""The sidecar_deploy role's modules (roles/sidecar_deploy/library) and their shared code
+(module_utils) on this machine: module_utils loaded under ansible.module_utils.<name>, as
+Ansible's module packaging makes them importable on a Pi, and run_module(), which runs a
+module's main() with arguments the way Ansible hands them over (argument spec, check
+mode, diff) and returns its JSON result."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROLE = Path(__file__).resolve().parents[1] / "roles" / "sidecar_deploy"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# In dependency order: host imports docker, gate imports docker.
+docker = _load(
+    "ansible.module_utils.hailo_sidecar_docker", ROLE / "module_utils/hailo_sidecar_docker.py"
+)
+host = _load("ansible.module_utils.hailo_sidecar_host", ROLE / "module_utils/hailo_sidecar_host.py")
+gate = _load("ansible.module_utils.hailo_sidecar_gate", ROLE / "module_utils/hailo_sidecar_gate.py")
+filters = _load("hailo_sidecar_filters", ROLE / "filter_plugins/hailo_sidecar.py")
+
+
+def run_module(
+    name: str, args: dict[str, Any], check: bool = False, diff: bool = False
+) -> dict[str, Any]:
+    """Run library/<name>.py's main() with `args`; its result (failed results too)."""
+    from ansible.module_utils import basic
+
+    module = _load(f"library_{name}", ROLE / "library" / f"{name}.py")
+    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
+    basic._ANSIBLE_ARGS = json.dumps(payload).encode()
+    basic._ANSIBLE_PROFILE = "legacy"
+    out = io.StringIO()
+    try:
+        with redirect_stdout(out):
+            module.main()
+    except SystemExit:
+        pass
+    finally:
+        basic._ANSIBLE_ARGS = None
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result
