@@ -38,9 +38,16 @@ lab-up: venv
 	ansible-playbook lab/up.yml
 
 ## rollback: put every lab Pi back on its previous release (playbooks/rollback.yml);
-##   ROLLBACK_TO=<tag or sha256 digest> picks a release instead of each host's previous one
+##   ROLLBACK_TO=<tag, version or sha256 digest> picks a release instead of each host's previous one
+# ROLLBACK_TO reaches the playbook verbatim as the environment variable HAILO_ROLLBACK_TO
+# (read by playbooks/rollback.yml): never on a shell command line. $(value ...) keeps make
+# from expanding a `$` in it, and unexport keeps make from expanding it when it would
+# pass a command-line ROLLBACK_TO on to the recipe's environment (that expansion runs a
+# `$(shell ...)` in the value). Unset, it is empty: each host's previous release.
+unexport ROLLBACK_TO
+rollback: export HAILO_ROLLBACK_TO := $(value ROLLBACK_TO)
 rollback: venv
-	ansible-playbook playbooks/rollback.yml $(if $(ROLLBACK_TO),-e sidecar_deploy_rollback_to=$(ROLLBACK_TO))
+	ansible-playbook playbooks/rollback.yml
 
 ## lab-down: remove every container, volume and network the lab made, nothing else
 lab-down: venv
