@@ -44,6 +44,7 @@ CONFIG = yaml.safe_load((REPO / "hailo_models" / "tcn_encoder.yaml").read_text()
 MODEL, FIRST_VERSION = CONFIG["model"], CONFIG["version"]
 MODELS = "/opt/hailo-sidecar/models"
 RECORD = "/etc/ansible/facts.d/hailo_sidecar.fact"
+LEASE = "/opt/hailo-sidecar/deploy.lease"
 CONTAINER = "hailo-inference"
 ENGINE_DOCKER = "docker --host unix:///run/docker-engine/docker.sock"
 
@@ -107,16 +108,14 @@ def make_release(version: str, corrupt: bool = False) -> Path:
     return out
 
 
-# Put into an image's site-packages (a module and a .pth line that imports it; Debian's
-# own sitecustomize would shadow one of ours): /infer (HTTP) hands the backend the window
-# with ax and ay swapped, as an image with other preprocessing would. The backend itself,
-# and so the sidecar's own golden check at start-up, is untouched: only the gate's golden
-# windows through /infer can see it. Patched when the sidecar imports its contract module,
-# so that the healthcheck's short-lived interpreter does not pay for the import.
-WRONG_PREPROCESSING = """
-import importlib.machinery, sys
+# Hooks put into an image's site-packages (a module and a .pth line that imports it; Debian's
+# own sitecustomize would shadow one of ours). Each patches the sidecar's contract module
+# when the sidecar imports it, so that the healthcheck's short-lived interpreter does not
+# pay for the import, and leaves the backend itself untouched.
+_HOOK = """
+import importlib.machinery, os, sys, threading
 
-class _SwapAxAy:
+class _Fault:
     def find_spec(self, name, path, target=None):
         if name != "hailo_sidecar.contract":
             return None
@@ -126,31 +125,53 @@ class _SwapAxAy:
 
         def exec_module(module):
             load(module)
-            parse = module.parse_infer_body
-            module.parse_infer_body = lambda body: parse(body)[..., [1, 0, 2, 3, 4, 5, 6, 7, 8]]
+            module.parse_infer_body = patched(module.parse_infer_body)
 
         spec.loader.exec_module = exec_module
         return spec
 
-sys.meta_path.insert(0, _SwapAxAy())
+sys.meta_path.insert(0, _Fault())
+"""
+# /infer (HTTP) hands the backend the window with ax and ay swapped, as an image with other
+# preprocessing would: the sidecar's own golden check at start-up (the backend directly)
+# passes; only the gate's golden windows through /infer can see it.
+WRONG_PREPROCESSING = """
+def patched(parse):
+    return lambda body: parse(body)[..., [1, 0, 2, 3, 4, 5, 6, 7, 8]]
+"""
+# The sidecar answers the gate, then exits 3 s after its CALLS-th /infer window (the gate's
+# last request; Docker's restart policy starts it again): a release that crashes after its
+# gate, which only the bake sees.
+CRASH_AFTER_GATE = """
+CALLS = {calls}
+
+def patched(parse):
+    seen = [0]
+
+    def counted(body):
+        out = parse(body)
+        seen[0] += 1
+        if seen[0] == CALLS:
+            threading.Timer(3.0, os._exit, (3,)).start()
+        return out
+
+    return counted
 """
 
 
-def wrong_numbers_image() -> str:
-    """The deployed model image plus WRONG_PREPROCESSING, pushed; its digest reference.
-
-    Healthy, well-shaped, finite and in range: only its numbers through /infer are wrong.
-    """
+def fault_image(tag: str, hook: str) -> str:
+    """The deployed model image plus `hook` (a `patched(parse_infer_body)`), pushed under
+    `tag`; its digest reference."""
     host = gpusrv_host()
     base = image("tcn-encoder")
-    ref = f"{base['image']}:wrong-numbers"
+    ref = f"{base['image']}:{tag}"
     site = "/opt/hailo-sidecar/lib/python3.11/site-packages/"
-    dockerfile = f"FROM {base['reference']}\nCOPY wrong_preprocessing.py wrong.pth {site}\n"
+    dockerfile = f"FROM {base['reference']}\nCOPY fault_hook.py fault.pth {site}\n"
     client = "docker --config /tmp/fault-docker"
     files = {
         "Dockerfile": dockerfile,
-        "wrong_preprocessing.py": WRONG_PREPROCESSING,
-        "wrong.pth": "import wrong_preprocessing\n",
+        "fault_hook.py": hook + _HOOK,
+        "fault.pth": "import fault_hook\n",
     }
     try:
         host.check_output(
@@ -171,29 +192,30 @@ def wrong_numbers_image() -> str:
     return next(d for d in digests if d.startswith(base["image"] + "@"))
 
 
-def run_playbook(
+def start_playbook(
     playbook: str,
     extra: dict[str, Any] | None = None,
-    label: str | None = None,
     env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook with the converge's settings (where the artifacts are), timed."""
+    args: tuple[str, ...] = (),
+) -> subprocess.Popen[str]:
+    """ansible-playbook with the converge's settings (where the artifacts are), started."""
     base = {
         "sidecar_deploy_artifacts_dir": str(ARTIFACTS),
         "sidecar_deploy_release_file": str(ARTIFACTS / "release.json"),
         "sidecar_deploy_model_config": str(REPO / "hailo_models" / "tcn_encoder.yaml"),
     }
-    start = time.monotonic()
-    proc = subprocess.run(
+    return subprocess.Popen(
         [
             "ansible-playbook",
             "--inventory",
             INVENTORY,
             "--extra-vars",
             json.dumps({**base, **(extra or {})}),
+            *args,
             str(REPO / "playbooks" / playbook),
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
         env={
@@ -203,16 +225,50 @@ def run_playbook(
             "ANSIBLE_FORCE_COLOR": "0",
             **(env or {}),
         },
-        timeout=1800,
-        check=False,
     )
+
+
+def finish(
+    proc: subprocess.Popen[str], label: str, start: float, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    """Wait for a started playbook; its output and time kept under `label`."""
+    stdout, stderr = proc.communicate(timeout=timeout)
     seconds = round(time.monotonic() - start, 1)
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    timings[label or playbook] = {"seconds": seconds, "rc": proc.returncode}
+    timings[label] = {"seconds": seconds, "rc": proc.returncode}
     TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
-    (EPHEMERAL / f"run-{label or playbook}.log").write_text(proc.stdout + proc.stderr)
-    print(f"{label or playbook}: {seconds} s, rc {proc.returncode}")
-    return proc
+    (EPHEMERAL / f"run-{label}.log").write_text(stdout + stderr)
+    print(f"{label}: {seconds} s, rc {proc.returncode}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def run_playbook(
+    playbook: str,
+    extra: dict[str, Any] | None = None,
+    label: str | None = None,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook with the converge's settings, run to its end and timed."""
+    start = time.monotonic()
+    return finish(start_playbook(playbook, extra, env, args), label or playbook, start)
+
+
+def wait_for(what: str, check: Any, timeout: float = 600, every: float = 1.0) -> Any:
+    """Poll check() until it returns something true; that value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def lease(name: str) -> dict[str, Any] | None:
+    """The deploy lease on a Pi (roles/sidecar_deploy: <root>/deploy.lease)."""
+    f = pi(name).file(LEASE)
+    return json.loads(f.content_string) if f.exists else None
 
 
 def recap(stdout: str) -> dict[str, dict[str, int]]:

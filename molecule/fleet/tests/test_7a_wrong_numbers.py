@@ -16,8 +16,10 @@ from fleet import (
     FLEET,
     MODEL,
     NODEV,
+    WRONG_PREPROCESSING,
     contract_ok,
     current_link,
+    fault_image,
     make_release,
     recap,
     record,
@@ -25,7 +27,6 @@ from fleet import (
     running,
     served,
     snapshot,
-    wrong_numbers_image,
 )
 
 VERSION = "0.5.0"  # not 0.4.0: test_8 makes that one corrupt
@@ -41,7 +42,7 @@ def wrong_release():
         {
             "sidecar_deploy_artifacts_dir": str(make_release(VERSION)),
             "sidecar_deploy_model_version": VERSION,
-            "sidecar_deploy_image": wrong_numbers_image(),
+            "sidecar_deploy_image": fault_image("wrong-numbers", WRONG_PREPROCESSING),
             "sidecar_deploy_gate_timeout": 180,
         },
         label="deploy-wrong-numbers",

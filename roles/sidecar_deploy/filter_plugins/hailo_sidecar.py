@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +45,27 @@ def restore_outcome(
     return {"result": "broken", "summary": f"BROKEN, the host needs a person: {problem}"}
 
 
+def controller_pid(_: Any = None) -> int:
+    """The ansible-playbook process of this run (tasks are templated in its forked
+    workers): the deploy lease names it, so that a later run on the same controller can
+    tell a dead run's lease from a live one."""
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None and parent.pid else os.getpid()
+
+
+def dead_run(holder: Mapping[str, Any] | None, owner: str) -> str:
+    """The run id of a lease held by a run of this controller whose ansible-playbook is
+    gone (killed, crashed), to take over; "" when the holder may still be alive."""
+    if not holder or holder.get("owner") != owner or not holder.get("pid"):
+        return ""
+    return "" if os.path.exists(f"/proc/{int(holder['pid'])}") else str(holder.get("run_id", ""))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"hailo_sidecar_gated": gated, "hailo_sidecar_restore_outcome": restore_outcome}
+        return {
+            "hailo_sidecar_gated": gated,
+            "hailo_sidecar_restore_outcome": restore_outcome,
+            "hailo_sidecar_controller_pid": controller_pid,
+            "hailo_sidecar_dead_run": dead_run,
+        }

@@ -27,7 +27,9 @@ description:
 options:
   step: {type: str, required: true, choices: [prepare, pull, install, restore, commit, unlock]}
   run_id: {type: str, required: true}
-  owner: {type: str, default: ""}
+  owner: {type: str, default: "", description: user@controller, for "locked by".}
+  pid: {type: int, default: 0, description: The controller's ansible-playbook process.}
+  break_lease: {type: str, default: "", description: Take over the lease of this run id (a run known dead).}
   lease_seconds: {type: int, default: 1800}
   env: {type: dict, default: {}, no_log: true, description: The sidecar's extra environment.}
   registry_password: {type: str, no_log: true}
@@ -39,6 +41,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hailo_sidecar_docker import (
     DockerAPI,
     DockerError,
+    cannot_run,
     drop_previous,
     keep_images,
     owned,
@@ -95,7 +98,9 @@ def prepare(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     )
     if not usable or module.check_mode:
         return out
-    out["lease"] = lease(p["root"], p["run_id"], p["owner"], p["lease_seconds"], take=True)
+    out["lease"] = lease(
+        p["root"], p["run_id"], p["owner"], p["lease_seconds"], take=True, pid=p["pid"], take_over=p["break_lease"]
+    )
     if not out["lease"]["ok"]:
         return out
     out["changed"] = layout(p["root"], p["run_dir"], p["uid"], p["gid"], p["tmpfiles_path"], False)
@@ -184,6 +189,9 @@ def install(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     }
     if check:
         return out
+    problem = cannot_run(api, p["spec"], release)
+    if problem:
+        module.fail_json(msg=f"refused before any switch: {problem}", switched=False)
     # Pending first: whatever happens next, the record says a switch is under way.
     entry = {
         **release,
@@ -217,7 +225,6 @@ def restore(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     name = p["spec"]["name"]
     models = f"{p['root']}/models"
     out: dict[str, Any] = {"changed": True, "restored": current, "steps": []}
-    failed = {**(record["pending"] or {}), "reason": p["reason"], "at": p["stamp"]["deployed_at"]}
     try:
         if current is None:
             for each in (name, previous_name(name)):
@@ -248,9 +255,8 @@ def restore(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
             if not link["ok"]:
                 raise DockerError("switch the current link back", 0, link["reason"])
     except (DockerError, OSError) as exc:
-        write_record(p["record_path"], {**record, "last_failure": failed})
         module.fail_json(msg=f"the restore failed: {exc}", broken=True, steps=out["steps"])
-    write_record(p["record_path"], {**record, "pending": None, "last_failure": failed})
+    write_record(p["record_path"], {**record, "pending": None})
     return out
 
 
@@ -282,6 +288,8 @@ def main() -> None:
             },
             "run_id": {"type": "str", "required": True},
             "owner": {"type": "str", "default": ""},
+            "pid": {"type": "int", "default": 0},
+            "break_lease": {"type": "str", "default": ""},
             "lease_seconds": {"type": "int", "default": 1800},
             "mode": {"type": "str", "default": "deploy", "choices": ["deploy", "rollback"]},
             "target": {"type": "dict"},
@@ -296,7 +304,6 @@ def main() -> None:
             "staging": {"type": "str", "default": ""},
             "keep": {"type": "int", "default": 3},
             "stamp": {"type": "dict", "default": {}},
-            "reason": {"type": "str", "default": ""},
             "unlock": {"type": "bool", "default": True},
         },
         required_if=[

@@ -395,6 +395,18 @@ def check_devices(spec: dict[str, Any]) -> str | None:
     return None
 
 
+def cannot_run(api: DockerAPI, spec: dict[str, Any], release: dict[str, Any]) -> str | None:
+    """Why a container for `release` cannot be created now (checked before anything
+    switches, and again just before the container is replaced)."""
+    if api.image(release["image"]) is None:
+        return (
+            f"image {release['image']} is not on this host (not pulled, or removed): "
+            "nothing was changed"
+        )
+    problem = check_devices(spec)
+    return f"{problem}: nothing was changed" if problem else None
+
+
 def replace(
     api: DockerAPI,
     spec: dict[str, Any],
@@ -427,16 +439,9 @@ def replace(
         return {"ok": True, "changed": False}
     if check:
         return {"ok": True, "changed": True}
-    if api.image(release["image"]) is None:
-        return {
-            "ok": False,
-            "changed": False,
-            "reason": f"image {release['image']} is not on this host (not pulled, or removed): "
-            "nothing was changed",
-        }
-    problem = check_devices(spec)
+    problem = cannot_run(api, spec, release)
     if problem:
-        return {"ok": False, "changed": False, "reason": f"{problem}: nothing was changed"}
+        return {"ok": False, "changed": False, "reason": problem}
     network = spec.get("network") or ""
     if network and not api.network_exists(network):
         api.create_network(network)

@@ -352,7 +352,6 @@ def normalize(data: dict[str, Any]) -> dict[str, Any]:
         "history": history[:HISTORY],
         "rolled_back": rolled_back,
         "rolled_back_from": last,
-        **({"last_failure": data["last_failure"]} if data.get("last_failure") else {}),
     }
 
 
@@ -423,16 +422,26 @@ def _locked(root: str):
 
 
 def lease(
-    root: str, run_id: str, owner: str, seconds: int, take: bool, now: float | None = None
+    root: str,
+    run_id: str,
+    owner: str,
+    seconds: int,
+    take: bool,
+    now: float | None = None,
+    pid: int = 0,
+    take_over: str = "",
 ) -> dict[str, Any]:
     """Take (take=True) or check and extend the deploy lease of this host for `run_id`.
-    Refused while another run holds an unexpired one: {"ok": False, "reason": "locked by ..."}.
+    Refused while another run holds an unexpired one: {"ok": False, "reason": "locked by ..."},
+    unless it is `take_over` (a run the controller knows is dead: its ansible-playbook
+    process on the same controller is gone).
     """
     now = time.time() if now is None else now
     fd = _locked(root)
     try:
         held = read_lease(root)
-        if held and held.get("run_id") != run_id and float(held.get("expires", 0)) > now:
+        mine = held and held.get("run_id") in (run_id, take_over or None)
+        if held and not mine and float(held.get("expires", 0)) > now:
             return {
                 "ok": False,
                 "holder": held,
@@ -452,7 +461,7 @@ def lease(
                 "reason": f"this run ({run_id}) does not hold the deploy lease of this host",
             }
         taken = float(held["taken"]) if held and held.get("run_id") == run_id else now
-        new = {"run_id": run_id, "owner": owner, "taken": taken, "expires": now + seconds}
+        new = {"run_id": run_id, "owner": owner, "pid": pid, "taken": taken, "expires": now + seconds}
         write_atomic(_lease_path(root), json.dumps(new).encode() + b"\n", 0o644)
         return {
             "ok": True,
