@@ -53,7 +53,7 @@ DOCUMENTATION = """
 # Rendering: pure functions of the report data (a dict, as in report.json).
 # ---------------------------------------------------------------------------
 
-RESULT_ORDER = ("deployed", "unchanged", "rolled_back", "skipped", "failed", "unreachable")
+RESULT_ORDER = ("deployed", "unchanged", "rolled_back", "skipped", "failed", "broken", "unreachable")
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -207,7 +207,7 @@ table{border-collapse:collapse;margin:.5rem 0}
 td,th{padding:.3rem .7rem;border:1px solid #ccd;text-align:left}
 th{background:#f1f3f8} code{background:#f1f3f8;padding:0 .2rem}
 .deployed,.unchanged{color:#176b2c;font-weight:600}
-.rolled_back,.failed,.unreachable{color:#a11;font-weight:600}
+.rolled_back,.failed,.broken,.unreachable{color:#a11;font-weight:600}
 .skipped{color:#8a6100;font-weight:600} .note{color:#556;font-style:italic}
 """
 

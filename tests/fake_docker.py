@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import fnmatch
 import hashlib
 import http.server
 import json
@@ -515,6 +516,36 @@ class FakeDocker:
             raise fail(404, "no_container", ref)
         return hits[0]
 
+    def _image_list(self, req: Request) -> Reply:
+        """GET /images/json: the `reference` filter as the engine matches it (path.Match of
+        the pattern against each tag's familiar name, or its name:tag)."""
+        try:
+            filters = json.loads(req.query.get("filters") or "{}")
+        except ValueError:
+            raise ApiError(400, "invalid filter") from None
+        for key in set(filters) - {"reference"}:
+            raise unsupported(f"the {key!r} images filter")
+        patterns = list(filters.get("reference") or [])
+        out = []
+        for image in self.images.values():
+            tags = image["RepoTags"]
+            if patterns and not any(
+                fnmatch.fnmatchcase(t.rpartition(":")[0], p) or fnmatch.fnmatchcase(t, p)
+                for t in tags
+                for p in patterns
+            ):
+                continue
+            out.append(
+                {
+                    "Id": image["Id"],
+                    "RepoTags": tags,
+                    "RepoDigests": image["RepoDigests"],
+                    "Created": int(parse_time(image["Created"]).timestamp()),
+                    "Labels": (image.get("Config") or {}).get("Labels") or {},
+                }
+            )
+        return 200, out, JSON
+
     def _container_list(self, req: Request) -> Reply:
         try:
             filters = json.loads(req.query.get("filters") or "{}")
@@ -840,6 +871,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/version", FakeDocker._version),
     ("GET", "/info", FakeDocker._info),
     ("POST", "/images/create", FakeDocker._pull),
+    ("GET", "/images/json", FakeDocker._image_list),
     ("GET", f"/images/{NAME}/json", FakeDocker._image_inspect),
     ("POST", f"/images/{NAME}/tag", FakeDocker._image_tag),
     ("DELETE", f"/images/{NAME}", FakeDocker._image_delete),

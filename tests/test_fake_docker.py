@@ -109,12 +109,22 @@ def test_api_version_out_of_range(fake_docker: FakeDocker) -> None:
 
 
 def test_unknown_endpoint_is_page_not_found_and_recorded(fake_docker: FakeDocker) -> None:
-    assert api(fake_docker, "GET", "/v1.41/images/json?all=1") == (404, "page not found")
+    assert api(fake_docker, "GET", "/v1.41/volumes") == (404, "page not found")
     assert api(fake_docker, "PUT", "/containers/x/start") == (404, "page not found")
     assert fake_docker.calls == [
-        ("GET", "/images/json", {"all": "1"}),
+        ("GET", "/volumes", {}),
         ("PUT", "/containers/x/start", {}),
     ]
+
+
+def test_image_list_by_reference(fake_docker: FakeDocker) -> None:
+    kept = fake_docker.add_image("local.test/keep", tags=("one", "two"))
+    fake_docker.add_image("docker.io/library/other", tags=("latest",))
+    filters = json.dumps({"reference": ["local.test/keep"]})
+    status, body = api(fake_docker, "GET", f"/images/json?filters={quote(filters)}")
+    assert status == 200
+    assert [i["Id"] for i in body] == [kept]
+    assert sorted(body[0]["RepoTags"]) == ["local.test/keep:one", "local.test/keep:two"]
 
 
 def test_stop_removes_the_socket(tmp_path: Path) -> None:

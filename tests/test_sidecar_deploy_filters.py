@@ -3,6 +3,8 @@ outcome of a restore."""
 
 from __future__ import annotations
 
+import os
+
 from sidecar_deploy_modules import filters
 
 RELEASE = {"digest": "sha256:" + "a" * 64, "model": "m", "version": "0.2.0", "sha256": "f" * 64}
@@ -33,3 +35,20 @@ def test_a_restore_is_rolled_back_only_when_the_committed_release_passed_its_gat
     gate_failed = outcome({}, {"gate": {"ok": False, "reason": "unhealthy"}}, current)
     assert gate_failed["result"] == "broken"
     assert "did not pass its gate: unhealthy" in gate_failed["summary"]
+
+
+def test_only_a_dead_run_of_this_controller_loses_its_lease() -> None:
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    holder = {"owner": "ops@ctl", "pid": gone.pid, "run_id": "r1"}
+    assert filters.dead_run(holder, "ops@ctl") == "r1"
+    assert filters.dead_run({**holder, "pid": os.getpid()}, "ops@ctl") == ""  # alive
+    assert filters.dead_run(holder, "ops@other-controller") == ""  # cannot tell
+    assert filters.dead_run({**holder, "pid": 0}, "ops@ctl") == ""
+    assert filters.dead_run(None, "ops@ctl") == ""
+
+
+def test_the_controller_pid_is_this_process_outside_a_worker() -> None:
+    assert filters.controller_pid() == os.getpid()

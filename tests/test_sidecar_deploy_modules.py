@@ -188,7 +188,7 @@ def test_an_interrupted_deploy_is_found_and_undone(pi: Pi) -> None:
     assert any("pending since" in f for f in found), found
     assert any("the container runs tcn_encoder 0.2.0" in f for f in found), found
     assert prep["plan"]["target"]["version"] == "0.1.0"
-    restored = pi.change("restore", reason="interrupted")
+    restored = pi.change("restore")
     assert not restored.get("failed"), restored
     assert pi.running() == {**pi.running(), "version": "0.1.0", "running": True}
     assert pi.record_now()["pending"] is None
@@ -221,7 +221,7 @@ def test_a_container_that_does_not_start_brings_the_old_one_back(pi: Pi) -> None
     assert "the previous container runs again" in out["msg"]
     assert out["switched"] is True  # the rescue restores the link and the record
     assert pi.running() == {**pi.running(), "version": "0.1.0", "running": True}
-    assert pi.change("restore", reason=out["msg"]).get("failed") is not True
+    assert pi.change("restore").get("failed") is not True
     assert pi.record_now()["current"]["version"] == "0.1.0"
 
 
@@ -290,7 +290,7 @@ def test_a_restore_that_cannot_work_is_broken(pi: Pi) -> None:
         i for i, img in pi.engine.images.items() if v1["digest"] in str(img["RepoDigests"])
     ]:
         del pi.engine.images[image_id]
-    out = pi.change("restore", reason="gate failed")
+    out = pi.change("restore")
     assert out["failed"]
     assert out["broken"] is True
     assert "the restore failed" in out["msg"]
@@ -348,3 +348,14 @@ def test_a_rolled_back_release_is_refused_and_the_current_one_is_not_a_rollback_
     pi.change("unlock")
     current = pi.change("prepare", mode="rollback", rollback_to="0.1.0")
     assert "names the current release" in current["plan"]["error"]
+
+
+def test_the_lease_of_a_dead_run_is_taken_over_when_named(pi: Pi) -> None:
+    v1 = release(pi.engine, "0.1.0", b"one")
+    pi.change("prepare", target=v1)
+    pi.run_id = "run-2"
+    assert not pi.change("prepare", target=v1)["lease"]["ok"]
+    assert not pi.change("prepare", target=v1, break_lease="some-other-run")["lease"]["ok"]
+    taken = pi.change("prepare", target=v1, break_lease="run-1")["lease"]
+    assert taken["ok"]
+    assert taken["taken_over"]["run_id"] == "run-1"

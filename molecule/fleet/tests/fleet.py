@@ -197,8 +197,10 @@ def start_playbook(
     extra: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
+    new_session: bool = False,
 ) -> subprocess.Popen[str]:
-    """ansible-playbook with the converge's settings (where the artifacts are), started."""
+    """ansible-playbook with the converge's settings (where the artifacts are), started
+    (new_session: in its own process group, for a test to kill it with its workers)."""
     base = {
         "sidecar_deploy_artifacts_dir": str(ARTIFACTS),
         "sidecar_deploy_release_file": str(ARTIFACTS / "release.json"),
@@ -218,6 +220,7 @@ def start_playbook(
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        start_new_session=new_session,
         env={
             **os.environ,
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -269,6 +272,18 @@ def lease(name: str) -> dict[str, Any] | None:
     """The deploy lease on a Pi (roles/sidecar_deploy: <root>/deploy.lease)."""
     f = pi(name).file(LEASE)
     return json.loads(f.content_string) if f.exists else None
+
+
+def task_results(stdout: str, task: str) -> dict[str, str]:
+    """host -> ok / changed / skipping / fatal / failed, for every run of the task whose
+    name starts with `task` (the default callback's lines)."""
+    out: dict[str, str] = {}
+    for block in stdout.split(f"TASK [{task}")[1:]:
+        for line in block.split("TASK [", 1)[0].splitlines()[1:]:
+            m = re.match(r"^(ok|changed|skipping|fatal|failed): \[([^\]]+)\]", line)
+            if m:
+                out[m.group(2)] = m.group(1)
+    return out
 
 
 def recap(stdout: str) -> dict[str, dict[str, int]]:

@@ -29,7 +29,7 @@ options:
   run_id: {type: str, required: true}
   owner: {type: str, default: "", description: user@controller, for "locked by".}
   pid: {type: int, default: 0, description: The controller's ansible-playbook process.}
-  break_lease: {type: str, default: "", description: Take over the lease of this run id (a run known dead).}
+  break_lease: {type: str, default: "", description: Take over the lease of this (dead) run id.}
   lease_seconds: {type: int, default: 1800}
   env: {type: dict, default: {}, no_log: true, description: The sidecar's extra environment.}
   registry_password: {type: str, no_log: true}
@@ -99,7 +99,13 @@ def prepare(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     if not usable or module.check_mode:
         return out
     out["lease"] = lease(
-        p["root"], p["run_id"], p["owner"], p["lease_seconds"], take=True, pid=p["pid"], take_over=p["break_lease"]
+        p["root"],
+        p["run_id"],
+        p["owner"],
+        p["lease_seconds"],
+        take=True,
+        pid=p["pid"],
+        take_over=p["break_lease"],
     )
     if not out["lease"]["ok"]:
         return out
@@ -115,7 +121,10 @@ def hold(module: AnsibleModule, p: dict[str, Any]) -> None:
         return
     held = lease(p["root"], p["run_id"], p["owner"], p["lease_seconds"], take=False)
     if not held["ok"]:
-        module.fail_json(msg=f"not changed: {held['reason']}", lease=held)
+        # A restore that may not run leaves the host as it is: broken, not rolled back.
+        module.fail_json(
+            msg=f"not changed: {held['reason']}", lease=held, broken=p["step"] == "restore"
+        )
 
 
 def pull(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:

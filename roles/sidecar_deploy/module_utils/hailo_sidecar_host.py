@@ -461,7 +461,13 @@ def lease(
                 "reason": f"this run ({run_id}) does not hold the deploy lease of this host",
             }
         taken = float(held["taken"]) if held and held.get("run_id") == run_id else now
-        new = {"run_id": run_id, "owner": owner, "pid": pid, "taken": taken, "expires": now + seconds}
+        new = {
+            "run_id": run_id,
+            "owner": owner,
+            "pid": pid,
+            "taken": taken,
+            "expires": now + seconds,
+        }
         write_atomic(_lease_path(root), json.dumps(new).encode() + b"\n", 0o644)
         return {
             "ok": True,
