@@ -6,6 +6,7 @@ mode, diff) and returns its JSON result."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -35,6 +36,38 @@ docker = _load(
 host = _load("ansible.module_utils.hailo_sidecar_host", ROLE / "module_utils/hailo_sidecar_host.py")
 gate = _load("ansible.module_utils.hailo_sidecar_gate", ROLE / "module_utils/hailo_sidecar_gate.py")
 filters = _load("hailo_sidecar_filters", ROLE / "filter_plugins/hailo_sidecar.py")
+
+
+REPO = "reg:5000/hailo-runtime"
+
+
+def release(version: str, data: bytes, digest: str = "sha256:" + "a" * 64) -> dict[str, Any]:
+    """A release of `data` as the role describes it (tasks/inputs.yml)."""
+    return {
+        "image": f"{REPO}@{digest}",
+        "digest": digest,
+        "tag": version,
+        "model": "tcn_encoder",
+        "version": version,
+        "artifact": f"tcn_encoder-{version}.onnx",
+        "manifest": f"tcn_encoder-{version}.manifest.json",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "golden": "",
+        "golden_sha256": "",
+        "infer_mode": "onnx",
+    }
+
+
+def stage(root: Path, rel: dict[str, Any], data: bytes) -> str:
+    """What the role's copy task leaves: <root>/models/.staging-<name>/{artifact,manifest};
+    its name."""
+    name = f".staging-{rel['model']}-{rel['version']}"
+    staging = root / "models" / name
+    staging.mkdir(parents=True)
+    (staging / rel["artifact"]).write_bytes(data)
+    manifest = {k: rel[k] for k in ("model", "version", "artifact", "sha256")}
+    (staging / rel["manifest"]).write_text(json.dumps(manifest))
+    return name
 
 
 def run_module(

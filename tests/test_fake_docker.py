@@ -8,31 +8,18 @@ wording comes from moby v26.1.5 (see fake_docker.py).
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
-import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fake_docker import FakeDocker
+from sidecar_deploy_modules import docker
 
 REPO = "registry.lab:5000/hailo/sidecar"
 NANOS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=5)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
 
 
 def call(
@@ -42,7 +29,7 @@ def call(
     body: Any = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    conn = UnixConnection(fake.socket_path)
+    conn = docker.UnixHTTPConnection(fake.socket_path, timeout=5)
     try:
         sent = {"Host": "docker", **(headers or {})}
         data = None

@@ -13,32 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sidecar_deploy_modules import docker, gate, host
-
-
-def release(version: str, data: bytes, digest: str = "sha256:" + "a" * 64) -> dict[str, Any]:
-    return {
-        "image": f"reg:5000/hailo-runtime@{digest}",
-        "digest": digest,
-        "tag": version,
-        "model": "tcn_encoder",
-        "version": version,
-        "artifact": f"tcn_encoder-{version}.onnx",
-        "manifest": f"tcn_encoder-{version}.manifest.json",
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "infer_mode": "onnx",
-    }
-
-
-def stage(root: Path, rel: dict[str, Any], data: bytes) -> str:
-    """What the role's copy task leaves: <root>/models/.staging-<name>/{artifact,manifest}."""
-    name = f".staging-{rel['model']}-{rel['version']}"
-    staging = root / "models" / name
-    staging.mkdir(parents=True)
-    (staging / rel["artifact"]).write_bytes(data)
-    manifest = {k: rel[k] for k in ("model", "version", "artifact", "sha256")}
-    (staging / rel["manifest"]).write_text(json.dumps(manifest))
-    return name
+from sidecar_deploy_modules import docker, gate, host, release, stage
 
 
 def install(

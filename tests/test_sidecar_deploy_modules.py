@@ -8,17 +8,16 @@ scenario runs the same on the lab's simulated Pis."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sidecar_deploy_modules as modules
 from fake_docker import FakeDocker
-from sidecar_deploy_modules import docker, host, run_module
+from sidecar_deploy_modules import docker, host, run_module, stage
 
-REPO = "reg:5000/hailo-runtime"
 NAME = "hailo-inference"
 
 
@@ -93,13 +92,7 @@ class Pi:
         return run_module("hailo_sidecar", {**base, **args}, check=check, diff=True)
 
     def stage(self, rel: dict[str, Any], data: bytes) -> str:
-        name = f".staging-{rel['model']}-{rel['version']}"
-        staging = self.root / "models" / name
-        staging.mkdir(parents=True)
-        (staging / rel["artifact"]).write_bytes(data)
-        manifest = {k: rel[k] for k in ("model", "version", "artifact", "sha256")}
-        (staging / rel["manifest"]).write_text(json.dumps(manifest))
-        return name
+        return stage(self.root, rel, data)
 
     def deploy(
         self, rel: dict[str, Any], data: bytes, commit: bool = True, **extra: Any
@@ -127,20 +120,8 @@ class Pi:
 
 
 def release(engine: FakeDocker, version: str, data: bytes) -> dict[str, Any]:
-    digest = engine.publish(REPO)
-    return {
-        "image": f"{REPO}@{digest}",
-        "digest": digest,
-        "tag": version,
-        "model": "tcn_encoder",
-        "version": version,
-        "artifact": f"tcn_encoder-{version}.onnx",
-        "manifest": f"tcn_encoder-{version}.manifest.json",
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "golden": "",
-        "golden_sha256": "",
-        "infer_mode": "onnx",
-    }
+    """A release whose image is in the fake engine's registry."""
+    return modules.release(version, data, engine.publish(modules.REPO))
 
 
 @pytest.fixture

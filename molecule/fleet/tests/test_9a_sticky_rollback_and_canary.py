@@ -8,28 +8,21 @@ import pytest
 from fleet import CANARY, ELIGIBLE, FLEET, NODEV, make_release, recap, run_playbook, snapshot
 
 
+def deploy(version: str, label: str, args: tuple[str, ...] = ()):
+    """deploy.yml of `version` (the runtime image, the converge's artifact)."""
+    extra = {
+        "sidecar_deploy_artifacts_dir": str(make_release(version)),
+        "sidecar_deploy_model_version": version,
+        "sidecar_deploy_image_name": "hailo-runtime",
+    }
+    return run_playbook("deploy.yml", extra, label=label, args=args)
+
+
 @pytest.fixture(scope="module")
 def refused():
     before = {name: snapshot(name) for name in [*ELIGIBLE, NODEV]}
-    sticky = run_playbook(
-        "deploy.yml",
-        {
-            "sidecar_deploy_artifacts_dir": str(make_release("0.2.0")),
-            "sidecar_deploy_model_version": "0.2.0",
-            "sidecar_deploy_image_name": "hailo-runtime",
-        },
-        label="deploy-rolled-back-release",
-    )
-    bypass = run_playbook(
-        "deploy.yml",
-        {
-            "sidecar_deploy_artifacts_dir": str(make_release("0.8.0")),
-            "sidecar_deploy_model_version": "0.8.0",
-            "sidecar_deploy_image_name": "hailo-runtime",
-        },
-        label="deploy-fleet-without-canary",
-        args=("--limit", "pi_fleet"),
-    )
+    sticky = deploy("0.2.0", "deploy-rolled-back-release")
+    bypass = deploy("0.8.0", "deploy-fleet-without-canary", ("--limit", "pi_fleet"))
     return sticky, bypass, before
 
 
