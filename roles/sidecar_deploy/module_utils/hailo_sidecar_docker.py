@@ -35,7 +35,8 @@ class DockerError(Exception):
     """The engine refused a call: its status and message."""
 
     def __init__(self, what: str, status: int, message: str) -> None:
-        super().__init__(f"{what}: Docker answered {status}: {message}")
+        answered = f"Docker answered {status}: " if status else ""
+        super().__init__(f"{what}: {answered}{message}")
         self.status = status
         self.message = message
 
