@@ -340,3 +340,88 @@ def test_the_lease_of_a_dead_run_is_taken_over_when_named(pi: Pi) -> None:
     taken = pi.change("prepare", target=v1, break_lease="run-1")["lease"]
     assert taken["ok"]
     assert taken["taken_over"]["run_id"] == "run-1"
+
+
+class Sidecar:
+    """A loopback stand-in for the sidecar's HTTP API (the gate's view of it): /readyz,
+    /healthz and the /infer contract for `rel`, a 4xx for a window of the wrong shape."""
+
+    def __init__(self, rel: dict[str, Any]) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-Backend", rel["infer_mode"])
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self.reply(200, {"ok": True, "model": rel["model"]})
+
+            def do_POST(self) -> None:
+                x = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["x"]
+                if len(x) != 100:
+                    self.reply(422, {"error": "x must have 100 rows"})
+                    return
+                served = {k: rel[k] for k in ("model", "version", "sha256")}
+                self.reply(200, {"latent": [0.1] * 64, "motif_scores": [0.5] * 12, **served})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def gate_args(pi: Pi, rel: dict[str, Any], port: int, bake_s: float) -> dict[str, Any]:
+    expect = {k: rel[k] for k in ("digest", "infer_mode", "model", "version", "sha256")}
+    return {
+        **pi.common(),
+        "port": port,
+        "gather": "gate",
+        "gate": {
+            "timeout_s": 5,
+            "probes": 3,
+            "warmup": 1,
+            "p95_budget_ms": 5000,
+            "bake_s": bake_s,
+            "golden": "",
+            "expect": {**expect, "num_motifs": 12},
+        },
+    }
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_the_bake_fails_a_release_that_restarts_after_its_gate(pi: Pi, crash: bool) -> None:
+    """Docker never acts on a crash it restarts (unless-stopped): only the bake, which
+    watches RestartCount and StartedAt after the gate, sees it."""
+    import threading
+
+    v1 = release(pi.engine, "0.1.0", b"one")
+    pi.deploy(v1, b"one", commit=False)
+    pi.engine.set_health(NAME, "healthy")
+    sidecar = Sidecar(v1)
+    if crash:
+        threading.Timer(1.0, pi.engine.restart, (NAME,)).start()
+    try:
+        out = run_module("hailo_sidecar_info", gate_args(pi, v1, sidecar.port, bake_s=3))
+    finally:
+        sidecar.close()
+    if crash:
+        assert out["failed"]
+        assert out["msg"].startswith("the bake of 3 s failed: container hailo-inference restarted")
+        assert out["gate"]["checks"][-1] == "latency"  # the gate itself had passed
+    else:
+        assert not out.get("failed"), out
+        assert out["gate"]["bake"]["seconds"] == 3
+        assert out["gate"]["latency_ms"]["n"] == 3
