@@ -53,7 +53,8 @@ DOCUMENTATION = """
 # Rendering: pure functions of the report data (a dict, as in report.json).
 # ---------------------------------------------------------------------------
 
-RESULT_ORDER = ("deployed", "unchanged", "rolled_back", "skipped", "failed", "broken", "unreachable")
+# A host's result: deployed, unchanged, rolled_back, skipped, failed, broken (a restore that
+# did not work: the host needs a person) or unreachable.
 
 
 def _fmt_seconds(seconds: float) -> str:
