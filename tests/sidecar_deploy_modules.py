@@ -35,6 +35,9 @@ docker = _load(
 )
 host = _load("ansible.module_utils.hailo_sidecar_host", ROLE / "module_utils/hailo_sidecar_host.py")
 gate = _load("ansible.module_utils.hailo_sidecar_gate", ROLE / "module_utils/hailo_sidecar_gate.py")
+hailo = _load(
+    "ansible.module_utils.hailo_sidecar_hailo", ROLE / "module_utils/hailo_sidecar_hailo.py"
+)
 filters = _load("hailo_sidecar_filters", ROLE / "filter_plugins/hailo_sidecar.py")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sidecar_deploy_modules as modules
 from fake_docker import FakeDocker
-from sidecar_deploy_modules import docker, host, run_module, stage
+from sidecar_deploy_modules import docker, hailo, host, run_module, stage
 
 NAME = "hailo-inference"
 
@@ -425,3 +425,36 @@ def test_the_bake_fails_a_release_that_restarts_after_its_gate(pi: Pi, crash: bo
         assert not out.get("failed"), out
         assert out["gate"]["bake"]["seconds"] == 3
         assert out["gate"]["latency_ms"]["n"] == 3
+
+
+def test_a_hailo_release_whose_hailort_does_not_match_the_driver_is_refused_before_the_switch(
+    pi: Pi, tmp_path: Path
+) -> None:
+    """The image says it carries HailoRT 4.23.0 (its label); the host's driver is 4.20.0:
+    HailoRT would refuse the device in the container (status 76), so nothing switches."""
+    v1 = release(pi.engine, "0.1.0", b"one")
+    pi.deploy(v1, b"one")
+    hef = {**release(pi.engine, "0.2.0", b"two"), "infer_mode": "hailo", "hw_arch": "hailo8"}
+    pi.engine.registry[hef["image"]]["config"] = {
+        "Cmd": ["/opt/hailo-sidecar/bin/python3"],
+        "Labels": {hailo.HAILORT_LABEL: "4.23.0"},
+    }
+    sysfs = tmp_path / "hailo_pci.version"
+    sysfs.write_text("4.20.0\n")
+    firmware = tmp_path / "hailo8_fw.bin"
+    firmware.write_bytes(b"fw")
+    paths = {"driver_version": str(sysfs), "firmware": str(firmware), "hailortcli": "/nonexistent"}
+    pi.run_id = "run-2"
+    pi.change("prepare", target=hef)
+    pi.change("pull", release=hef)
+    record = pi.record_now()
+    out = pi.change("install", release=hef, staging=pi.stage(hef, b"two"), hailo_paths=paths)
+    assert out["failed"]
+    assert out["switched"] is False
+    assert out["msg"].startswith("refused before any switch: the host's hailo_pci driver is 4.20.0")
+    assert pi.record_now() == record
+    assert pi.running()["version"] == "0.1.0"
+    sysfs.write_text("4.23.0\n")
+    ok = pi.change("install", release=hef, hailo_paths=paths)
+    assert not ok.get("failed"), ok
+    assert "not checked before the switch" in ok["hailo_notes"][0]

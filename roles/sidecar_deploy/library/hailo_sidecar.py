@@ -37,6 +37,7 @@ options:
 
 from typing import Any
 
+from ansible.module_utils import hailo_sidecar_hailo as hailo
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hailo_sidecar_docker import (
     DockerAPI,
@@ -201,6 +202,14 @@ def install(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     problem = cannot_run(api, p["spec"], release)
     if problem:
         module.fail_json(msg=f"refused before any switch: {problem}", switched=False)
+    if release.get("infer_mode") == "hailo":
+        labels = ((api.image(release["image"]) or {}).get("Config") or {}).get("Labels") or {}
+        uid, _, gid = p["spec"]["user"].partition(":")
+        found, out["hailo_notes"] = hailo.problems(
+            release, labels, p["spec"]["devices"], int(uid), int(gid or uid), p["hailo_paths"]
+        )
+        if found:
+            module.fail_json(msg="refused before any switch: " + "; ".join(found), switched=False)
     # Pending first: whatever happens next, the record says a switch is under way.
     entry = {
         **release,
@@ -314,6 +323,18 @@ def main() -> None:
             "keep": {"type": "int", "default": 3},
             "stamp": {"type": "dict", "default": {}},
             "unlock": {"type": "bool", "default": True},
+            # Where a Hailo host's driver version, firmware and CLI are (tests point them
+            # at a fake sysfs and CLI).
+            "hailo_paths": {
+                "type": "dict",
+                "default": {},
+                "apply_defaults": True,
+                "options": {
+                    "driver_version": {"type": "path", "default": hailo.DRIVER_VERSION},
+                    "firmware": {"type": "path", "default": hailo.FIRMWARE},
+                    "hailortcli": {"type": "str", "default": "hailortcli"},
+                },
+            },
         },
         required_if=[
             ("step", "prepare", ["run_dir", "uid", "gid", "tmpfiles_path"]),

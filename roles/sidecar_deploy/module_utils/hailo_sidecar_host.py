@@ -42,6 +42,7 @@ RELEASE_KEYS = (
     "golden",
     "golden_sha256",
     "infer_mode",
+    "hw_arch",
     "env_keys",
 )
 HISTORY = 10
