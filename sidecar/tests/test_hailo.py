@@ -30,14 +30,24 @@ GOOD_STREAMS = {
 }
 
 
+def importable_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import hailo_platform` runs the fake's import (and its checks) until the test ends."""
+    fake.reset()
+    monkeypatch.setattr(sys, "meta_path", [fake.FINDER, *sys.meta_path])
+    # set, then delete: the test's end restores both to "absent", whatever the test did
+    monkeypatch.setitem(sys.modules, "hailo_platform", None)
+    monkeypatch.delitem(sys.modules, "hailo_platform")
+    monkeypatch.setenv("HAILORT_LOGGER_PATH", "")
+    monkeypatch.delenv("HAILORT_LOGGER_PATH")
+
+
 @pytest.fixture
 def on_a_pi(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """aarch64, and the fake module importable as hailo_platform."""
     monkeypatch.setattr("platform.machine", lambda: "aarch64")
-    monkeypatch.setitem(sys.modules, "hailo_platform", fake)
-    fake.CALLS.clear()
+    importable_fake(monkeypatch)
     yield
-    fake.CALLS.clear()
+    fake.reset()
 
 
 def hef(tmp_path: Path, streams: dict[str, Any] = GOOD_STREAMS, name: str = "m.hef") -> Path:
@@ -55,7 +65,7 @@ def backend(path: Path, *, max_batch: int = 8, num_motifs: int = 12, **kw: Any) 
 # --------------------------------------------------------------------------- guardrails
 def test_refuses_a_non_aarch64_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
-    monkeypatch.setitem(sys.modules, "hailo_platform", fake)
+    importable_fake(monkeypatch)
     with pytest.raises(BackendError) as exc:
         backend(hef(tmp_path)).load()
     assert str(exc.value) == (
@@ -182,8 +192,12 @@ def test_documented_call_sequence_and_reuse(on_a_pi: None, tmp_path: Path) -> No
         b.infer(make_window(seed)[None])
     b.infer(np.stack([make_window(s) for s in range(6)]))
     later = fake.CALLS[before:]
-    assert [c[0] for c in later] == ["run"] * 5  # 3 singles + 6 windows in chunks of 4 and 2
-    assert [c[1] for c in later] == [(1, 1000)] * 3 + [(4, 1000), (2, 1000)]
+    # 3 singles + 6 windows in chunks of 4 and 2 (the async queue holds 4), nothing else
+    assert [c[1] for c in later if c[0] == "run_async"] == [1, 1, 1, 4, 2]
+    waits = [c[1] for c in later if c[0] == "wait"]
+    assert len(waits) == 5
+    assert all(0 < t <= 1000 for t in waits)
+    assert {c[0] for c in later} <= {"run", "run_async", "wait", "wait_for_async_ready"}
     b.close()
     assert fake.CALLS[-2:] == [("shutdown", None), ("release", None)]
 
