@@ -275,3 +275,121 @@ def test_app_not_ready_on_x86_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path
         assert r.json()["reason"].startswith("INFER_MODE=hailo needs an aarch64 host")
         assert c.get("/healthz").status_code == 200
         assert c.post("/infer", json={"x": make_window(0).tolist()}).status_code == 503
+
+
+def loaded(path: Path, **kw: Any) -> HailoBackend:
+    b = backend(path, **kw)
+    b.load()
+    return b
+
+
+def expected(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the fake computes for GOOD_STREAMS (latent first, then motif_scores)."""
+    latent, motifs = fake.fake_outputs(window, [64, 12])
+    return latent, motifs
+
+
+# --------------------------------------------------------------------------- 1. recovery
+def test_a_timed_out_job_never_writes_into_a_later_answer(on_a_pi: None, tmp_path: Path) -> None:
+    # A wait that times out leaves the job running; the fake lets it write its outputs
+    # after the next job's (the worst timing). Buffers bound to it must not be reused.
+    b = loaded(hef(tmp_path))
+    fake.FAULTS.append("timeout")
+    with pytest.raises(BackendError, match="HailoRT inference failed: HailoRTTimeout: "):
+        b.infer(make_window(1)[None])
+    latent, motifs = b.infer(make_window(2)[None])
+    want_latent, want_motifs = expected(make_window(2))
+    np.testing.assert_array_equal(latent[0], want_latent)
+    np.testing.assert_array_equal(motifs[0], want_motifs)
+    assert fake.LATE_WRITES == []  # the late write did land (in the old buffers)
+
+
+def test_recovers_after_hailort_refuses_a_job(on_a_pi: None, tmp_path: Path) -> None:
+    # A failed submission shuts the model down; HailoRT refuses every later job.
+    path = hef(tmp_path)
+    b = loaded(path)
+    fake.FAULTS.append("submit_error")
+    with pytest.raises(BackendError) as exc:
+        b.infer(make_window(1)[None])
+    assert str(exc.value).startswith(
+        "HailoRT inference failed: HailoRTDriverOperationFailedException: Failure in hailort "
+        "driver ioctl."
+    )
+    assert str(exc.value).endswith("the model was shut down and is reloaded on the next call")
+    assert fake.CALLS[-2:] == [("shutdown", None), ("release", None)]  # torn down at once
+    assert fake.OPEN["VDevice"] == 0
+    fake.CALLS.clear()
+    latent, _ = b.infer(make_window(2)[None])  # reloaded: a new VDevice, model and buffers
+    np.testing.assert_array_equal(latent[0], expected(make_window(2))[0])
+    names = [c[0] for c in fake.CALLS]
+    assert names[:2] == ["VDevice", "create_infer_model"]
+    assert names.count("configure") == 1
+    assert names.count("create_bindings") == 8
+    assert fake.OPEN["VDevice"] == 1
+    b.close()
+    assert fake.OPEN["VDevice"] == 0
+
+
+def test_a_failed_reload_says_so_and_is_retried(on_a_pi: None, tmp_path: Path) -> None:
+    b = loaded(hef(tmp_path))
+    fake.FAULTS.append("submit_error")
+    with pytest.raises(BackendError):
+        b.infer(make_window(1)[None])
+    fake.OPEN_STATUS = 36  # the device does not come back
+    for _ in range(2):
+        with pytest.raises(BackendError) as exc:
+            b.infer(make_window(2)[None])
+        assert str(exc.value).startswith(
+            "HailoRT failed and reloading the model failed: HailoRT cannot open /dev/null: "
+            "HailoRTDriverOperationFailedException: "
+        )
+    fake.OPEN_STATUS = None
+    latent, _ = b.infer(make_window(3)[None])
+    np.testing.assert_array_equal(latent[0], expected(make_window(3))[0])
+
+
+def test_a_job_that_fails_on_the_device_is_an_error(on_a_pi: None, tmp_path: Path) -> None:
+    # pyhailort's run() does not raise for a job that completes with an error status;
+    # only a completion callback sees it. The fake's failed job leaves NaN behind.
+    b = loaded(hef(tmp_path))
+    fake.FAULTS.append("job_error")
+    with pytest.raises(BackendError, match=r"error: 87 \(HAILO_DRIVER_TIMEOUT\)"):
+        b.infer(make_window(1)[None])
+    latent, _ = b.infer(make_window(2)[None])
+    np.testing.assert_array_equal(latent[0], expected(make_window(2))[0])
+
+
+def test_after_a_failure_readyz_recovers_or_turns_503(on_a_pi: None, tmp_path: Path) -> None:
+    window = {"x": make_window(0).tolist()}
+    with client_for(hailo_config(tmp_path)) as c:
+        fake.FAULTS.append("submit_error")
+        r = c.post("/infer", json=window)
+        assert r.status_code == 503
+        assert r.json()["error"] == "inference_failed"
+        assert c.post("/infer", json=window).status_code == 200  # reloaded
+        assert c.get("/readyz").status_code == 200
+        fake.FAULTS.append("submit_error")
+        fake.OPEN_STATUS = 36
+        for _ in range(3):  # UNHEALTHY_AFTER_FAILURES
+            assert c.post("/infer", json=window).json()["error"] == "inference_failed"
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert "reloading the model failed" in r.json()["reason"]
+        fake.OPEN_STATUS = None
+        assert c.post("/infer", json=window).status_code == 200
+        assert c.get("/readyz").status_code == 200
+
+
+# --------------------------------------------------------------------------- 2. async readiness
+def test_waits_for_async_readiness_before_each_job(on_a_pi: None, tmp_path: Path) -> None:
+    # pyhailort's run() submits without waiting; a queue that is still full refuses the
+    # job (HAILO_QUEUE_IS_FULL) and shuts the model down.
+    fake.LAGGING_POOL = True
+    b = loaded(hef(tmp_path))
+    for seed in range(6):
+        b.infer(make_window(seed)[None])
+    b.infer(np.stack([make_window(s) for s in range(6)]))
+    submitted = [c for c in fake.CALLS if c[0] in ("wait_for_async_ready", "run_async")]
+    assert [c[0] for c in submitted] == ["wait_for_async_ready", "run_async"] * 8
+    assert [c[1] for c in submitted[::2]] == [(1000, 1)] * 6 + [(1000, 4), (1000, 2)]
+    assert [c[0] for c in fake.CALLS].count("configure") == 1  # never reloaded

@@ -1,20 +1,30 @@
 """The hailo backend: HailoRT's InferModel API on a Hailo-8 at /dev/hailo0.
 
-Written against HailoRT's documented Python API (`hailo_platform`, pyhailort 4.18+):
+Written against pyhailort's source (`hailo_platform`, hailo-ai/hailort, 4.18 to 4.23):
 
     params = VDevice.create_params()
     params.scheduling_algorithm = HailoSchedulingAlgorithm.ROUND_ROBIN
     vdevice = VDevice(params)
     infer_model = vdevice.create_infer_model(hef_path)
     infer_model.input(name).set_format_type(FormatType.FLOAT32)   # and each output
-    configured = infer_model.configure()                           # once, at start-up
-    bindings = configured.create_bindings(input_buffers=..., output_buffers=...)  # once
-    configured.run([bindings], timeout_ms)                         # per request
+    configured = infer_model.configure()                           # at load
+    bindings = configured.create_bindings(input_buffers=..., output_buffers=...)  # at load
+    configured.wait_for_async_ready(timeout_ms, k)                 # per job
+    configured.run_async(bindings[:k], callback).wait(timeout_ms)  # per job
+
+That is `ConfiguredInferModel.run()` plus what it leaves out: it neither waits for the
+async queue nor passes a callback, so it can overfill the queue (which shuts the model
+down) and it returns normally from a job that failed on the device.
+
+After any failed job the configured model is shut down and the VDevice released at
+once, and its buffers are never used again (a timed-out job may still write into them);
+the next call loads the model again (VDevice, infer model, configure, new buffers and
+bindings), or says why it cannot.
 
 NOT EXERCISED ON HARDWARE: no Hailo-8 and no HailoRT exist where this was written.
-The guardrails (architecture, /dev/hailo0, the module, the HEF's shapes) and the
-call sequence are tested against a fake `hailo_platform` that mirrors those names;
-the first real run must be on a Pi 5 with the Hailo-8 (see sidecar/README.md).
+The guardrails, the call sequence and the recovery are tested against a fake
+`hailo_platform` (tests/fake_hailo_platform.py) that follows pyhailort's source; the
+first real run must be on a Pi 5 with the Hailo-8 (see sidecar/README.md).
 `hailo_platform` is imported only when this backend loads.
 """
 
@@ -26,7 +36,9 @@ import os
 import platform
 import stat
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic
 from types import ModuleType
 from typing import Any
 
@@ -37,10 +49,40 @@ from .base import Backend, BackendError, BackendInfo
 
 log = logging.getLogger(__name__)
 AARCH64 = ("aarch64", "arm64")
+# Sessions discarded after a failure stay referenced: a job that timed out may still write
+# into their buffers, which must not be freed under it.
+KEEP_DISCARDED = 8
 
 
 def _squeeze(shape: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in shape if int(d) != 1)
+
+
+@dataclass(eq=False)
+class _Session:
+    """One load of the model: the VDevice, the configured model and its bound buffers."""
+
+    vdevice: Any
+    configured: Any
+    bindings: list[Any]  # one per batch slot, bound to row i of each buffer
+    x: np.ndarray
+    latent: np.ndarray
+    motifs: np.ndarray
+    chunk: int  # most bindings in one job: the async queue's size
+
+
+def _release(vdevice: Any, configured: Any = None) -> None:
+    """Shut the configured model down and release the VDevice; log, never raise."""
+    if configured is not None:
+        try:
+            configured.shutdown()
+        except Exception:
+            log.warning("HailoRT shutdown() failed", exc_info=True)
+    if vdevice is not None:
+        try:
+            vdevice.release()
+        except Exception:
+            log.warning("HailoRT VDevice.release() failed", exc_info=True)
 
 
 class HailoBackend(Backend):
@@ -67,10 +109,10 @@ class HailoBackend(Backend):
         self._identity = (model, version, sha256)
         self._lock = threading.Lock()
         self._hp: ModuleType | None = None
-        self._vdevice: Any = None
-        self._configured: Any = None
-        self._bindings: list[Any] = []
-        self._chunk = 1
+        self._session: _Session | None = None
+        self._state = "new"  # new -> ready <-> broken; closed
+        self._discarded: list[_Session] = []
+        self.reloads = 0
         self._names: dict[str, str] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
 
@@ -147,13 +189,24 @@ class HailoBackend(Backend):
     def load(self) -> None:
         hp = self.preflight()
         self._hp = hp
+        self._session = self._open(hp)
+        self._state = "ready"
+
+    def _open(self, hp: ModuleType) -> _Session:
+        """VDevice, infer model, shapes, formats, configure, buffers and bindings; or refuse."""
         try:
             params = hp.VDevice.create_params()
             params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
-            self._vdevice = hp.VDevice(params)
-            infer_model = self._vdevice.create_infer_model(str(self.hef_path))
+            vdevice = hp.VDevice(params)
         except Exception as exc:
-            self.close()
+            raise BackendError(
+                f"HailoRT cannot open {self.device}: {type(exc).__name__}: {exc}"
+            ) from exc
+        configured = None
+        try:
+            infer_model = vdevice.create_infer_model(str(self.hef_path))
+        except Exception as exc:
+            _release(vdevice)
             raise BackendError(
                 f"HailoRT cannot open {self.hef_path}: {type(exc).__name__}: {exc}"
             ) from exc
@@ -165,59 +218,98 @@ class HailoBackend(Backend):
             )
             for role in (contract.LATENT_NAME, contract.MOTIFS_NAME):
                 infer_model.output(self._names[role]).set_format_type(hp.FormatType.FLOAT32)
-            self._configured = infer_model.configure()
-            self._allocate()
+            configured = infer_model.configure()
+            return self._allocate(vdevice, configured)
         except BackendError:
-            self.close()
+            _release(vdevice, configured)
             raise
         except Exception as exc:
-            self.close()
+            _release(vdevice, configured)
             raise BackendError(
                 f"HailoRT cannot configure {self.hef_path}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _allocate(self) -> None:
-        """Preallocate one input and two output buffers per batch slot, and bind them once."""
-        configured, n = self._configured, self.max_batch
-        self._buffers = {
+    def _allocate(self, vdevice: Any, configured: Any) -> _Session:
+        """New buffers, one row per batch slot, and one bindings object per slot."""
+        n = self.max_batch
+        buf = {
             role: np.zeros((n, *shape), dtype=np.float32) for role, shape in self._shapes.items()
         }
-        self._bindings = [
+        bindings = [
             configured.create_bindings(
-                input_buffers={
-                    self._names[contract.INPUT_NAME]: self._buffers[contract.INPUT_NAME][i]
-                },
+                input_buffers={self._names[contract.INPUT_NAME]: buf[contract.INPUT_NAME][i]},
                 output_buffers={
-                    self._names[role]: self._buffers[role][i]
+                    self._names[role]: buf[role][i]
                     for role in (contract.LATENT_NAME, contract.MOTIFS_NAME)
                 },
             )
             for i in range(n)
         ]
-        # run() queues every binding at once: never more than the device's async queue holds.
-        self._chunk = max(1, min(n, int(configured.get_async_queue_size())))
+        # A job queues all its bindings at once: never more than the async queue holds.
+        chunk = max(1, min(n, int(configured.get_async_queue_size())))
+        return _Session(
+            vdevice, configured, bindings, buf[contract.INPUT_NAME],
+            buf[contract.LATENT_NAME], buf[contract.MOTIFS_NAME], chunk,
+        )  # fmt: skip
+
+    def _reload(self) -> _Session:
+        """Load the model again after a failure (the previous session is already gone)."""
+        if self._state != "broken" or self._hp is None:
+            raise RuntimeError(f"HailoBackend.infer() in state {self._state!r} (before load()?)")
+        try:
+            session = self._open(self._hp)
+        except BackendError as exc:
+            log.warning("HailoRT: reloading %s failed: %s", self.hef_path, exc)
+            raise BackendError(f"HailoRT failed and reloading the model failed: {exc}") from exc
+        self._session, self._state = session, "ready"
+        self.reloads += 1
+        log.warning("HailoRT: reloaded %s after a failure (reload %d)", self.hef_path, self.reloads)
+        return session
+
+    def _discard(self, session: _Session) -> None:
+        """Never use this session again: shut it down and release its VDevice now."""
+        if self._session is session:
+            self._session, self._state = None, "broken"
+        self._discarded = [*self._discarded[-(KEEP_DISCARDED - 1) :], session]
+        _release(session.vdevice, session.configured)
+
+    def _run(self, s: _Session, k: int) -> None:
+        """One job of k bindings, bounded by timeout_ms (pyhailort's wait may take longer)."""
+        timeout = self.timeout_ms
+        deadline = monotonic() + timeout / 1000
+        configured = s.configured
+        # run() would submit at once; a queue that is not ready refuses the job with
+        # HAILO_QUEUE_IS_FULL and shuts the model down (libhailort's own C++ run() waits).
+        configured.wait_for_async_ready(timeout, k)
+        failed: list[Any] = []  # this job's own: a late callback of an old job cannot reach it
+        job = configured.run_async(
+            s.bindings[:k], lambda completion_info: failed.append(completion_info.exception)
+        )
+        job.wait(max(1, int((deadline - monotonic()) * 1000)))
+        if failed and failed[0] is not None:  # run() would have returned normally
+            raise failed[0]
 
     def infer(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        configured = self._configured
-        if configured is None:
-            raise RuntimeError("HailoBackend.infer() before load()")
         n = windows.shape[0]
         latent = np.empty((n, contract.LATENT_DIM), dtype=np.float32)
         motifs = np.empty((n, self.num_motifs), dtype=np.float32)
-        x_buf = self._buffers[contract.INPUT_NAME]
-        lat_buf, mot_buf = self._buffers[contract.LATENT_NAME], self._buffers[contract.MOTIFS_NAME]
         with self._lock:
-            for start in range(0, n, self._chunk):
-                k = min(self._chunk, n - start)
-                x_buf[:k] = windows[start : start + k].reshape(k, *x_buf.shape[1:])
+            s = self._session
+            if s is None:
+                s = self._reload()
+            for start in range(0, n, s.chunk):
+                k = min(s.chunk, n - start)
+                s.x[:k] = windows[start : start + k].reshape(k, *s.x.shape[1:])
                 try:
-                    configured.run(self._bindings[:k], self.timeout_ms)
+                    self._run(s, k)
                 except Exception as exc:
+                    self._discard(s)
                     raise BackendError(
-                        f"HailoRT inference failed: {type(exc).__name__}: {exc}"
+                        f"HailoRT inference failed: {type(exc).__name__}: {exc}; the model was "
+                        "shut down and is reloaded on the next call"
                     ) from exc
-                latent[start : start + k] = lat_buf[:k].reshape(k, contract.LATENT_DIM)
-                motifs[start : start + k] = mot_buf[:k].reshape(k, self.num_motifs)
+                latent[start : start + k] = s.latent[:k].reshape(k, contract.LATENT_DIM)
+                motifs[start : start + k] = s.motifs[:k].reshape(k, self.num_motifs)
         return latent, motifs
 
     def describe(self) -> BackendInfo:
@@ -238,16 +330,8 @@ class HailoBackend(Backend):
         )
 
     def close(self) -> None:
-        configured, self._configured = self._configured, None
-        self._bindings = []
-        if configured is not None:
-            try:
-                configured.shutdown()
-            except Exception:  # closing must not raise; log what HailoRT said
-                log.warning("HailoRT shutdown() failed", exc_info=True)
-        vdevice, self._vdevice = self._vdevice, None
-        if vdevice is not None:
-            try:
-                vdevice.release()
-            except Exception:
-                log.warning("HailoRT VDevice.release() failed", exc_info=True)
+        session, self._session = self._session, None
+        self._state = "closed"
+        self._discarded = []
+        if session is not None:
+            _release(session.vdevice, session.configured)
