@@ -393,3 +393,83 @@ def test_waits_for_async_readiness_before_each_job(on_a_pi: None, tmp_path: Path
     assert [c[0] for c in submitted] == ["wait_for_async_ready", "run_async"] * 8
     assert [c[1] for c in submitted[::2]] == [(1000, 1)] * 6 + [(1000, 4), (1000, 2)]
     assert [c[0] for c in fake.CALLS].count("configure") == 1  # never reloaded
+
+
+# --------------------------------------------------------------------------- 3. device identity
+def test_readyz_reports_hailort_driver_firmware_and_architecture(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = tmp_path / "version"
+    driver.write_text("4.23.0\n")
+    monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", driver, raising=False)
+    with client_for(hailo_config(tmp_path)) as c:
+        details = c.get("/readyz").json()["details"]
+    assert details["hailort"] == "4.23.0"
+    assert details["driver"] == "4.23.0"
+    assert details["firmware"] == "4.23.0 (release,app,extended context switch buffer)"
+    assert details["architecture"] == "HAILO8L"
+    assert details["device_id"] == "0000:01:00.0"
+    assert details["device_error"] is None
+    assert fake.OPEN["Device"] == 0  # the identify handle was released
+    assert [c[0] for c in fake.CALLS].count("Device") == 1  # identified once, at load
+
+
+def test_device_identity_that_cannot_be_read_is_none_with_why(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", tmp_path / "nope", raising=False
+    )
+    fake.IDENTIFY_STATUS = 36
+    b = loaded(hef(tmp_path))
+    b.warm_up()
+    details = b.describe().details
+    assert details["firmware"] is None
+    assert details["architecture"] is None
+    assert details["device_error"].startswith(
+        "identify failed: HailoRTDriverOperationFailedException: Failure in hailort driver ioctl"
+    )
+    assert details["driver"] is None
+    assert details["driver_error"].startswith(f"{tmp_path / 'nope'}: ")
+    assert fake.OPEN["Device"] == 0
+
+
+# --------------------------------------------------------------------------- 4. status 76
+def test_driver_version_mismatch_in_plain_words(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = tmp_path / "version"
+    driver.write_text("4.20.0\n")
+    monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", driver, raising=False)
+    fake.OPEN_STATUS = 76
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value) == (
+        f"the Hailo PCIe driver on the host (hailo_pci 4.20.0, from {driver}) does not match "
+        "this image's HailoRT 4.23.0 (hailo_platform): HailoRT needs both to be the same "
+        "major.minor.revision and refused to open /dev/null (status 76, "
+        "HAILO_INVALID_DRIVER_VERSION). Fix: install hailo_pci 4.23.0 on the host and reload "
+        "it (or reboot), or deploy an image with HailoRT 4.20.0. (HailoRTException: libhailort "
+        "failed with error: 76 (HAILO_INVALID_DRIVER_VERSION))"
+    )
+    assert fake.OPEN["VDevice"] == 0
+
+
+def test_driver_version_mismatch_when_the_version_cannot_be_read(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "version"
+    monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", missing, raising=False)
+    fake.OPEN_STATUS = 76
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    message = str(exc.value)
+    assert message.startswith(
+        f"the Hailo PCIe driver on the host (hailo_pci, version unknown here: {missing}: "
+    )
+    assert (
+        "on the host, `cat /sys/module/hailo_pci/version` shows the loaded driver's version"
+        in message
+    )
+    assert "does not match this image's HailoRT 4.23.0 (hailo_platform)" in message
+    assert "or deploy an image with the driver's HailoRT version" in message

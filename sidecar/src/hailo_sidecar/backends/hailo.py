@@ -34,6 +34,7 @@ import importlib
 import logging
 import os
 import platform
+import re
 import stat
 import threading
 from dataclasses import dataclass
@@ -49,6 +50,13 @@ from .base import Backend, BackendError, BackendInfo
 
 log = logging.getLogger(__name__)
 AARCH64 = ("aarch64", "arm64")
+# The loaded hailo_pci module's version (MODULE_VERSION in hailort-drivers' pcie.c): the
+# host's sysfs, which containers see read-only.
+DRIVER_VERSION_FILE = Path("/sys/module/hailo_pci/version")
+HAILO_INVALID_DRIVER_VERSION = 76
+# libhailort's own words for these: "Make sure the driver version is the same as
+# libhailort" (85), "Can happen on libhailort vs driver version mismatch" (86).
+DRIVER_MISMATCH_HINTS = {85: "HAILO_DRIVER_INVALID_RESPONSE", 86: "HAILO_DRIVER_INVALID_IOCTL"}
 # Sessions discarded after a failure stay referenced: a job that timed out may still write
 # into their buffers, which must not be freed under it.
 KEEP_DISCARDED = 8
@@ -69,6 +77,32 @@ class _Session:
     latent: np.ndarray
     motifs: np.ndarray
     chunk: int  # most bindings in one job: the async queue's size
+
+
+def hailo_status(exc: BaseException) -> int | None:
+    """The libhailort status behind a pyhailort exception, or None.
+
+    pyhailort raises its exceptions from a _pyhailort.HailoRTStatusException whose only
+    argument is the status number; a status it has no class for reads "libhailort failed
+    with error: <status> (<name>)".
+    """
+    for e in (exc, exc.__cause__):
+        if e is not None and type(e).__name__ == "HailoRTStatusException" and e.args:
+            try:
+                return int(e.args[0])
+            except (TypeError, ValueError):
+                pass
+    m = re.search(r"libhailort failed with error: (\d+)", str(exc))
+    return int(m.group(1)) if m else None
+
+
+def read_driver_version() -> tuple[str | None, str | None]:
+    """(the loaded hailo_pci driver's version, None) or (None, why it cannot be read)."""
+    try:
+        version = DRIVER_VERSION_FILE.read_text().strip()
+    except OSError as exc:
+        return None, f"{DRIVER_VERSION_FILE}: {exc.strerror or exc}"
+    return (version, None) if version else (None, f"{DRIVER_VERSION_FILE} is empty")
 
 
 def _release(vdevice: Any, configured: Any = None) -> None:
@@ -113,6 +147,7 @@ class HailoBackend(Backend):
         self._state = "new"  # new -> ready <-> broken; closed
         self._discarded: list[_Session] = []
         self.reloads = 0
+        self._device_info: dict[str, Any] = {}
         self._names: dict[str, str] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
 
@@ -191,6 +226,74 @@ class HailoBackend(Backend):
         self._hp = hp
         self._session = self._open(hp)
         self._state = "ready"
+        driver, driver_error = read_driver_version()
+        self._device_info = {
+            "driver": driver,
+            "driver_error": driver_error,
+            **self._identify(self._session.vdevice),
+        }
+
+    def _cannot_open(self, hp: ModuleType, exc: Exception) -> str:
+        """Why the VDevice cannot be opened; a driver/HailoRT mismatch in plain words."""
+        said = f"{type(exc).__name__}: {exc}"
+        status = hailo_status(exc)
+        if status != HAILO_INVALID_DRIVER_VERSION and status not in DRIVER_MISMATCH_HINTS:
+            return f"HailoRT cannot open {self.device}: {said}"
+        hailort = getattr(hp, "__version__", "(unknown)")
+        driver, why = read_driver_version()
+        if driver is not None:
+            host = f"hailo_pci {driver}, from {DRIVER_VERSION_FILE}"
+        else:
+            host = (
+                f"hailo_pci, version unknown here: {why}; on the host, "
+                "`cat /sys/module/hailo_pci/version` shows the loaded driver's version and "
+                "`modinfo -F version hailo_pci` the installed one"
+            )
+        if status == HAILO_INVALID_DRIVER_VERSION:
+            verdict = f"refused to open {self.device} (status 76, HAILO_INVALID_DRIVER_VERSION)"
+        else:
+            verdict = (
+                f"could not talk to the driver on {self.device} (status {status}, "
+                f"{DRIVER_MISMATCH_HINTS[status]}, which HailoRT says can mean the versions differ)"
+            )
+        image = f"HailoRT {driver}" if driver is not None else "the driver's HailoRT version"
+        # libhailort compares major, minor and revision (hailort_driver.cpp,
+        # validate_driver_version()): no range is compatible.
+        return (
+            f"the Hailo PCIe driver on the host ({host}) does not match this image's HailoRT "
+            f"{hailort} (hailo_platform): HailoRT needs both to be the same "
+            f"major.minor.revision and {verdict}. Fix: install hailo_pci {hailort} on the "
+            f"host and reload it (or reboot), or deploy an image with {image}. ({said})"
+        )
+
+    def _identify(self, vdevice: Any) -> dict[str, Any]:
+        """Firmware and architecture of the (first) physical device, once, at load.
+
+        Never raises: what cannot be read is None, and device_error says why.
+        """
+        info: dict[str, Any] = {
+            "firmware": None, "architecture": None, "device_id": None, "device_error": None,
+        }  # fmt: skip
+        devices: list[Any] = []
+        try:
+            devices = list(vdevice.get_physical_devices())
+            if not devices:
+                info["device_error"] = "the VDevice has no physical device"
+                return info
+            board = devices[0].control.identify()
+            info["firmware"] = str(board.firmware_version)
+            info["architecture"] = str(board.device_architecture)
+            info["device_id"] = str(devices[0].device_id)
+        except Exception as exc:
+            info["device_error"] = f"identify failed: {type(exc).__name__}: {exc}"
+            log.warning("HailoRT: cannot identify the device: %s", info["device_error"])
+        finally:
+            for device in devices:  # each is a second handle on the device: close it
+                try:
+                    device.release()
+                except Exception:
+                    log.warning("HailoRT Device.release() failed", exc_info=True)
+        return info
 
     def _open(self, hp: ModuleType) -> _Session:
         """VDevice, infer model, shapes, formats, configure, buffers and bindings; or refuse."""
@@ -199,9 +302,7 @@ class HailoBackend(Backend):
             params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
             vdevice = hp.VDevice(params)
         except Exception as exc:
-            raise BackendError(
-                f"HailoRT cannot open {self.device}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise BackendError(self._cannot_open(hp, exc)) from exc
         configured = None
         try:
             infer_model = vdevice.create_infer_model(str(self.hef_path))
@@ -323,6 +424,7 @@ class HailoBackend(Backend):
                 "hef": str(self.hef_path),
                 "device": str(self.device),
                 "hailort": getattr(self._hp, "__version__", None),
+                **self._device_info,
                 "scheduler": "ROUND_ROBIN",
                 "streams": dict(self._names),
                 "shapes": {k: list(v) for k, v in self._shapes.items()},
