@@ -473,3 +473,70 @@ def test_driver_version_mismatch_when_the_version_cannot_be_read(
     )
     assert "does not match this image's HailoRT 4.23.0 (hailo_platform)" in message
     assert "or deploy an image with the driver's HailoRT version" in message
+
+
+# --------------------------------------------------------------------------- 5. output names
+HAILO_NAMED = {
+    "inputs": {"tcn_encoder/input_layer1": [1, 100, 9]},
+    "outputs": {"tcn_encoder/fc2": [64], "tcn_encoder/fc1": [64]},
+}
+
+
+def test_outputs_are_matched_by_their_original_names(on_a_pi: None, tmp_path: Path) -> None:
+    # Same size (NUM_MOTIFS=64), Hailo layer names: only the original names tell them apart.
+    streams = {
+        **HAILO_NAMED,
+        "original_names": {"tcn_encoder/fc1": ["motif_scores"], "tcn_encoder/fc2": ["latent"]},
+    }
+    b = loaded(hef(tmp_path, streams), num_motifs=64)
+    assert b.describe().details["streams"] == {
+        "x": "tcn_encoder/input_layer1",
+        "latent": "tcn_encoder/fc2",
+        "motif_scores": "tcn_encoder/fc1",
+    }
+    assert b.describe().details["matched_by"] == {
+        "latent": "original name",
+        "motif_scores": "original name",
+    }
+    x = make_window(4)
+    latent, motifs = b.infer(x[None])
+    want_latent, want_motifs = fake.fake_outputs(x, [64, 64])  # fc2 first in the HEF
+    np.testing.assert_array_equal(latent[0], want_latent)
+    np.testing.assert_array_equal(motifs[0], want_motifs)
+
+
+def test_original_names_that_contradict_the_shapes_are_refused(
+    on_a_pi: None, tmp_path: Path
+) -> None:
+    streams = {
+        **GOOD_STREAMS,
+        "original_names": {"tcn_encoder/fc1": ["motif_scores"], "tcn_encoder/fc2": ["latent"]},
+    }
+    path = hef(tmp_path, streams)
+    with pytest.raises(BackendError) as exc:
+        backend(path).load()
+    assert str(exc.value) == (
+        f"HEF {path}: output 'tcn_encoder/fc2' is latent in the source model (original names "
+        "['latent']) but has shape [12]; the contract's latent has 64 values"
+    )
+
+
+def test_without_original_names_the_shapes_decide(on_a_pi: None, tmp_path: Path) -> None:
+    b = loaded(hef(tmp_path))  # GOOD_STREAMS: the fake HEF has no original names
+    assert b.describe().details["matched_by"] == {"latent": "shape", "motif_scores": "shape"}
+    assert b.describe().details["original_names"] == {}
+    assert b.describe().details["streams"]["latent"] == "tcn_encoder/fc1"
+
+
+def test_same_sized_outputs_fall_back_to_original_name_stems(on_a_pi: None, tmp_path: Path) -> None:
+    # Original names that are ONNX node names (latent_head, motif_prob), not output names.
+    streams = {
+        **HAILO_NAMED,
+        "original_names": {
+            "tcn_encoder/fc1": ["motif_head", "motif_prob"],
+            "tcn_encoder/fc2": ["latent_head"],
+        },
+    }
+    b = loaded(hef(tmp_path, streams), num_motifs=64)
+    assert b.describe().details["streams"]["latent"] == "tcn_encoder/fc2"
+    assert b.describe().details["matched_by"]["latent"] == "shape and name"

@@ -150,6 +150,8 @@ class HailoBackend(Backend):
         self._device_info: dict[str, Any] = {}
         self._names: dict[str, str] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
+        self._matched_by: dict[str, str] = {}
+        self._originals: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ guardrails
     def preflight(self) -> ModuleType:
@@ -195,30 +197,76 @@ class HailoBackend(Backend):
             )
         outputs = list(infer_model.output_names)
         shapes = {name: tuple(int(d) for d in infer_model.output(name).shape) for name in outputs}
+        originals = self._original_names(infer_model, outputs)
         want = {contract.LATENT_NAME: contract.LATENT_DIM, contract.MOTIFS_NAME: self.num_motifs}
+
+        def fits(name: str, size: int) -> bool:
+            return _squeeze(shapes[name]) == (size,) or (size == 1 and not _squeeze(shapes[name]))
+
         names: dict[str, str] = {}
-        for role, size in want.items():
-            fits = [
-                n
-                for n in outputs
-                if _squeeze(shapes[n]) == (size,) or (size == 1 and not _squeeze(shapes[n]))
-            ]
-            if len(fits) > 1:  # same size (NUM_MOTIFS=64): fall back to the stream names
-                fits = [n for n in fits if role.split("_")[0] in n.lower()]
-            if len(fits) != 1:
+        matched_by: dict[str, str] = {}
+        for role, size in want.items():  # by the source model's name first
+            named = [n for n in outputs if role in originals.get(n, [])]
+            if len(named) != 1:
+                continue
+            if not fits(named[0], size):
+                motifs = f" (NUM_MOTIFS={size})" if role == contract.MOTIFS_NAME else ""
+                raise BackendError(
+                    f"HEF {hef}: output {named[0]!r} is {role} in the source model (original "
+                    f"names {originals[named[0]]}) but has shape {list(shapes[named[0]])}; the "
+                    f"contract's {role} has {size} values{motifs}"
+                )
+            names[role], matched_by[role] = named[0], "original name"
+        for role, size in want.items():  # then by shape, then by name
+            if role in names:
+                continue
+            free = [n for n in outputs if n not in names.values()]
+            found = [n for n in free if fits(n, size)]
+            matched_by[role] = "shape"
+            if len(found) > 1:  # same size (NUM_MOTIFS=64): a name must say which
+                stem = role.split("_")[0]
+                found = [
+                    n
+                    for n in found
+                    if stem in n.lower() or any(stem in o.lower() for o in originals.get(n, []))
+                ]
+                matched_by[role] = "shape and name"
+            if len(found) != 1:
                 shown = {n: list(s) for n, s in shapes.items()}
                 raise BackendError(
                     f"HEF {hef}: outputs {shown} do not match the contract: expected "
                     f"latent of {contract.LATENT_DIM} and motif_scores of {self.num_motifs} "
                     f"values (NUM_MOTIFS={self.num_motifs})"
                 )
-            names[role] = fits[0]
+            names[role] = found[0]
         if len(outputs) != len(want):
             raise BackendError(
                 f"HEF {hef} has {len(outputs)} outputs {outputs}; the contract has 2"
             )
         self._names = {contract.INPUT_NAME: inputs[0], **names}
         self._shapes = {contract.INPUT_NAME: in_shape, **{r: shapes[n] for r, n in names.items()}}
+        self._matched_by = matched_by
+        self._originals = originals
+
+    def _original_names(self, infer_model: Any, outputs: list[str]) -> dict[str, list[str]]:
+        """Each output stream's names in the source model (ONNX), as the HEF records them.
+
+        The streams are Hailo layer names (e.g. tcn_encoder/fc1). InferModel.hef opens
+        the model's HEF (pyhailort 4.18+); a stream it has no original names for, or a
+        HEF it cannot open, gets none, and shapes decide.
+        """
+        try:
+            hef = infer_model.hef
+        except Exception as exc:
+            log.info("HailoRT: no HEF object for original names: %s: %s", type(exc).__name__, exc)
+            return {}
+        found: dict[str, list[str]] = {}
+        for name in outputs:
+            try:
+                found[name] = [str(o) for o in hef.get_original_names_from_vstream_name(name)]
+            except Exception as exc:
+                log.info("HailoRT: no original names for %r: %s", name, exc)
+        return found
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> None:
@@ -427,6 +475,8 @@ class HailoBackend(Backend):
                 **self._device_info,
                 "scheduler": "ROUND_ROBIN",
                 "streams": dict(self._names),
+                "matched_by": dict(self._matched_by),
+                "original_names": dict(self._originals),
                 "shapes": {k: list(v) for k, v in self._shapes.items()},
             },
         )
