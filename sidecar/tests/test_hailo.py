@@ -540,3 +540,124 @@ def test_same_sized_outputs_fall_back_to_original_name_stems(on_a_pi: None, tmp_
     b = loaded(hef(tmp_path, streams), num_motifs=64)
     assert b.describe().details["streams"]["latent"] == "tcn_encoder/fc2"
     assert b.describe().details["matched_by"]["latent"] == "shape and name"
+
+
+# --------------------------------------------------------------------------- 6. HailoRT's log
+def test_hailort_log_files_are_off_before_hailo_platform_is_imported(
+    on_a_pi: None, tmp_path: Path
+) -> None:
+    loaded(hef(tmp_path))
+    assert fake.ENV_AT_IMPORT["HAILORT_LOGGER_PATH"] == "NONE"
+
+
+def test_an_empty_hailort_log_path_is_unset(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HAILORT_LOGGER_PATH", "")  # libhailort reads empty as the working dir
+    loaded(hef(tmp_path))
+    assert fake.ENV_AT_IMPORT["HAILORT_LOGGER_PATH"] == "NONE"
+
+
+def test_a_hailort_log_path_that_is_set_is_kept(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HAILORT_LOGGER_PATH", str(tmp_path))
+    loaded(hef(tmp_path))
+    assert fake.ENV_AT_IMPORT["HAILORT_LOGGER_PATH"] == str(tmp_path)
+
+
+# --------------------------------------------------------------------------- 7. import checks
+def test_a_pyhailort_of_mixed_versions_is_not_called_missing(on_a_pi: None, tmp_path: Path) -> None:
+    fake.LIB_VERSION = "4.22.0"
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value) == (
+        "hailo_platform (HailoRT's Python binding, pyhailort) is installed but cannot be "
+        "imported: ImportError: _pyhailort version (4.22.0) does not match pyhailort version "
+        "(4.23.0); its Python files and its _pyhailort library come from different HailoRT "
+        "releases: install one hailort wheel, of the driver's version"
+    )
+
+
+def test_an_import_failure_under_numpy_2_names_numpy(on_a_pi: None, tmp_path: Path) -> None:
+    fake.ENFORCE_NUMPY_LT_2 = True
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value).startswith(
+        "hailo_platform (HailoRT's Python binding, pyhailort) is installed but cannot be "
+        "imported: ImportError: fake hailo_platform 4.23.0 is built for numpy<2"
+    )
+    assert str(exc.value).endswith(
+        f"; numpy is {np.__version__} here, and pyhailort 4.x wheels declare numpy<2"
+    )
+
+
+def test_a_hailort_wheel_that_declares_numpy_below_2_is_refused_before_import(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    def requires(dist: str) -> list[str]:
+        assert dist == "hailort"
+        return ["argcomplete", "numpy<2", "netifaces"]
+
+    monkeypatch.setattr(importlib.metadata, "requires", requires)
+    monkeypatch.setattr(importlib.metadata, "version", lambda dist: "4.23.0")
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value) == (
+        f"the installed hailort 4.23.0 (pyhailort) requires numpy<2, but numpy is "
+        f"{np.__version__} here. Run the hailo backend in an image with numpy<2, or with a "
+        "HailoRT built and declared for numpy 2"
+    )
+    assert "hailo_platform" not in sys.modules  # not imported
+    assert fake.CALLS == []
+
+
+@pytest.mark.parametrize(
+    ("requires", "refused"),
+    [
+        (["numpy<2"], True),
+        (["numpy (<2.0)"], True),
+        (["numpy>=1.21,<2"], True),
+        (["numpy<=2.4.6"], False),
+        (["numpy<3"], False),
+        (["numpy"], False),
+        (['numpy<2; python_version < "3.13"'], False),  # a marker: not evaluated, not refused
+        (["numpy-financial<2"], False),
+        ([], False),
+    ],
+)
+def test_numpy_requirement_parsing(
+    monkeypatch: pytest.MonkeyPatch, requires: list[str], refused: bool
+) -> None:
+    import importlib.metadata
+
+    from hailo_sidecar.backends.hailo import numpy_conflict
+
+    monkeypatch.setattr(importlib.metadata, "requires", lambda dist: requires)
+    monkeypatch.setattr(importlib.metadata, "version", lambda dist: "4.23.0")
+    monkeypatch.setattr(np, "__version__", "2.4.6")
+    assert (numpy_conflict() is not None) is refused
+
+
+def test_no_hailort_metadata_no_numpy_verdict() -> None:
+    from hailo_sidecar.backends.hailo import numpy_conflict
+
+    assert numpy_conflict() is None  # the venv has no hailort distribution
+
+
+def test_a_missing_dependency_of_pyhailort_is_not_pyhailort_missing(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def import_module(name: str) -> Any:
+        raise ModuleNotFoundError("No module named 'netifaces'", name="netifaces")
+
+    monkeypatch.setattr("hailo_sidecar.backends.hailo.importlib.import_module", import_module)
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value).startswith(
+        "hailo_platform (HailoRT's Python binding, pyhailort) is installed but cannot be "
+        "imported: ModuleNotFoundError: No module named 'netifaces'"
+    )
+    assert "numpy" not in str(exc.value)

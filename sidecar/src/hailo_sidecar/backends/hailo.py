@@ -38,6 +38,7 @@ import re
 import stat
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from time import monotonic
 from types import ModuleType
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 AARCH64 = ("aarch64", "arm64")
 # The loaded hailo_pci module's version (MODULE_VERSION in hailort-drivers' pcie.c): the
 # host's sysfs, which containers see read-only.
+LOGGER_PATH_VAR = "HAILORT_LOGGER_PATH"
 DRIVER_VERSION_FILE = Path("/sys/module/hailo_pci/version")
 HAILO_INVALID_DRIVER_VERSION = 76
 # libhailort's own words for these: "Make sure the driver version is the same as
@@ -103,6 +105,58 @@ def read_driver_version() -> tuple[str | None, str | None]:
     except OSError as exc:
         return None, f"{DRIVER_VERSION_FILE}: {exc.strerror or exc}"
     return (version, None) if version else (None, f"{DRIVER_VERSION_FILE} is empty")
+
+
+def _cannot_import(exc: Exception) -> str:
+    said = (
+        "hailo_platform (HailoRT's Python binding, pyhailort) is installed but cannot be "
+        f"imported: {type(exc).__name__}: {exc}"
+    )
+    if "_pyhailort version" in str(exc):  # hailo_platform/__init__.py's self-check
+        return (
+            f"{said}; its Python files and its _pyhailort library come from different "
+            "HailoRT releases: install one hailort wheel, of the driver's version"
+        )
+    if not isinstance(exc, ModuleNotFoundError) and int(np.__version__.split(".")[0]) >= 2:
+        return f"{said}; numpy is {np.__version__} here, and pyhailort 4.x wheels declare numpy<2"
+    return said
+
+
+def _release_tuple(version: str) -> tuple[int, ...]:
+    parts = [int(p) for p in re.findall(r"\d+", version)[:3]]
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def numpy_conflict() -> str | None:
+    """Why the installed hailort wheel's own numpy requirement excludes this numpy, or None.
+
+    pyhailort 4.x declares numpy<2 (setup.py) and is built with pybind11 2.10.1, older
+    than pybind11's numpy 2 support; how it fails under numpy 2 is not known, and may
+    not be an import error. Nothing is known without the wheel's metadata: None.
+    """
+    try:
+        requires = metadata.requires("hailort") or []
+        installed = metadata.version("hailort")
+    except metadata.PackageNotFoundError:
+        return None
+    have = _release_tuple(np.__version__)
+    for requirement in requires:
+        spec, _, marker = requirement.partition(";")
+        found = re.fullmatch(r"\s*numpy\s*\(?([^)]*)\)?\s*", spec, re.IGNORECASE)
+        if found is None or marker.strip():  # a marker is not evaluated here
+            continue
+        for clause in found.group(1).split(","):
+            bound = re.fullmatch(r"\s*(<=?)\s*(\d[\d.]*)\s*", clause)
+            if bound is None:
+                continue
+            limit = _release_tuple(bound.group(2))
+            if have > limit or (have == limit and bound.group(1) == "<"):
+                return (
+                    f"the installed hailort {installed} (pyhailort) requires {spec.strip()}, "
+                    f"but numpy is {np.__version__} here. Run the hailo backend in an image "
+                    "with numpy<2, or with a HailoRT built and declared for numpy 2"
+                )
+    return None
 
 
 def _release(vdevice: Any, configured: Any = None) -> None:
@@ -172,13 +226,25 @@ class HailoBackend(Backend):
             ) from None
         if not stat.S_ISCHR(mode):
             raise BackendError(f"{self.device} exists but is not a character device")
+        conflict = numpy_conflict()
+        if conflict is not None:
+            raise BackendError(conflict)
+        # Unset (or empty), HailoRT writes hailort.log into the working directory and into
+        # $HOME/.hailo/hailort, neither writable in the container; NONE turns both files
+        # off, and its errors still reach stderr (libhailort's hailort_logger.cpp).
+        if not os.environ.get(LOGGER_PATH_VAR):
+            os.environ[LOGGER_PATH_VAR] = "NONE"
         try:
             return importlib.import_module("hailo_platform")
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name != "hailo_platform":
+                raise BackendError(_cannot_import(exc)) from exc
             raise BackendError(
                 f"hailo_platform (HailoRT's Python binding, pyhailort) is not installed ({exc}); "
                 "install the hailort wheel that matches the driver version on this host"
             ) from exc
+        except Exception as exc:  # ImportError, or pyhailort's own MissingPyHRTLib
+            raise BackendError(_cannot_import(exc)) from exc
 
     def _match_shapes(self, infer_model: Any) -> None:
         """Map the HEF's streams to the contract, or refuse the HEF."""
