@@ -475,6 +475,28 @@ def test_driver_version_mismatch_when_the_version_cannot_be_read(
     assert "or deploy an image with the driver's HailoRT version" in message
 
 
+def test_driver_ioctl_errors_mention_a_possible_version_mismatch(
+    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = tmp_path / "version"
+    driver.write_text("4.23.0\n")
+    monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", driver, raising=False)
+    fake.OPEN_STATUS = 86
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert (
+        "could not talk to the driver on /dev/null (status 86, HAILO_DRIVER_INVALID_IOCTL, "
+        "which HailoRT says can mean the versions differ)" in str(exc.value)
+    )
+    fake.OPEN_STATUS = 74  # any other status: HailoRT's words only
+    with pytest.raises(BackendError) as exc:
+        backend(hef(tmp_path)).load()
+    assert str(exc.value) == (
+        "HailoRT cannot open /dev/null: HailoRTException: libhailort failed with error: 74 "
+        "(HAILO_OUT_OF_PHYSICAL_DEVICES)"
+    )
+
+
 # --------------------------------------------------------------------------- 5. output names
 HAILO_NAMED = {
     "inputs": {"tcn_encoder/input_layer1": [1, 100, 9]},

@@ -51,9 +51,9 @@ from .base import Backend, BackendError, BackendInfo
 
 log = logging.getLogger(__name__)
 AARCH64 = ("aarch64", "arm64")
+LOGGER_PATH_VAR = "HAILORT_LOGGER_PATH"
 # The loaded hailo_pci module's version (MODULE_VERSION in hailort-drivers' pcie.c): the
 # host's sysfs, which containers see read-only.
-LOGGER_PATH_VAR = "HAILORT_LOGGER_PATH"
 DRIVER_VERSION_FILE = Path("/sys/module/hailo_pci/version")
 HAILO_INVALID_DRIVER_VERSION = 76
 # libhailort's own words for these: "Make sure the driver version is the same as
