@@ -188,6 +188,7 @@ def create_app(
             "backend": info.backend,
             "ipc": service.ipc_state,
             "golden": service.golden,
+            "details": info.details,
         }
         return _json(body, 200 if ready else 503)
 

@@ -89,3 +89,8 @@ class ReadyResponse(BaseModel):
         description="The golden check: per output max_abs_error and min_cosine_similarity "
         "against the compiled model's outputs, with the tolerances (null: no golden vectors)",
     )
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the loaded backend says about itself (hailo: HailoRT, driver, "
+        "firmware and architecture versions, the HEF's streams); empty until it loaded",
+    )
