@@ -56,6 +56,8 @@ CASES: dict[str, dict[str, Any]] = {
         "registry_users": [PUSHER],
         "registry_proxy_backend_port": 5000,
     },
+    # Written into nginx's and the registry's configuration as a quoted string.
+    "quote-in-realm": {"registry_users": [PUSHER], "registry_auth_realm": 'my "lab"'},
 }
 
 # Per host: the role's preflight, then its templates and derived values into OUT/<host>/.
@@ -336,6 +338,7 @@ def test_users_without_push_may_push_as_before(rendered: Rendered) -> None:
         ("nobody-pushes", "no user may push"),
         ("push-not-a-bool", "'push' must be true or false"),
         ("backend-on-the-same-port", "registry_proxy_backend_port (5000) must differ"),
+        ("quote-in-realm", "registry_auth_realm must be printable ASCII without double quotes"),
     ],
 )
 def test_preflight_refuses(rendered: Rendered, case: str, message: str) -> None:
