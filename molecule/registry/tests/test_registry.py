@@ -45,7 +45,9 @@ def http_headers(host, path: str, *curl_args: str) -> tuple[str, dict[str, str]]
     url = path if path.startswith("https://") else f"https://{REGISTRY}{path}"
     args = " ".join(shlex.quote(a) for a in (*curl_args, url))
     out = host.check_output(f"curl -sS -o /dev/null -D - --cacert {CA} {args}")
-    status, *lines = out.replace("\r", "").splitlines()
+    # The last response (an upload may get "100 Continue" first).
+    blocks = [b for b in out.replace("\r", "").split("\n\n") if b.startswith("HTTP/")]
+    status, *lines = blocks[-1].splitlines()
     headers = {}
     for line in lines:
         if ":" in line:
