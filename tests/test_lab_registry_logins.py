@@ -2,9 +2,8 @@
 
 The image build (roles/sidecar_image on GPUSrv, inventories/local/group_vars/gpusrv.yml)
 pushes as sidecar_image_registry_username; a Pi keeps its login in its Docker config
-(roles/sidecar_deploy), so that login must not be the push login. Distribution's
-htpasswd auth gives every user the same rights: this separates the credentials, it
-does not make the Pis' login pull-only (README, roles/registry/README.md).
+(roles/sidecar_deploy), so that login must not be the push login, and it is pull-only:
+the registry role's proxy lets only users with `push: true` write (roles/registry/README.md).
 """
 
 from __future__ import annotations
@@ -61,3 +60,13 @@ def test_each_login_has_its_own_password_file() -> None:
         assert match, f"{user['name']}: its password is not made under lab_secrets_dir: {lookup}"
         files[user["name"]] = match.group(1)
     assert len(set(files.values())) == len(files), files
+
+
+def test_the_pis_login_is_pull_only_and_the_builds_may_push() -> None:
+    registry = group_vars("registry")
+    users = {u["name"]: u for u in registry["registry_users"]}
+    pi, gpusrv = group_vars("pi"), group_vars("gpusrv")
+    assert users[pi["sidecar_deploy_registry_username"]].get("push") is False
+    assert users[gpusrv["sidecar_image_registry_username"]].get("push") is True
+    # Pull-only users need the role's proxy (its default): the lab must not turn it off.
+    assert registry.get("registry_proxy_enabled", True) is True

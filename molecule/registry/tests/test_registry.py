@@ -1,8 +1,10 @@
-"""The registry role on the GPUSrv stand-in: service, TLS, logins, and a real push and pull.
+"""The registry role on the GPUSrv stand-in: service, proxy, TLS, logins, and a real push and pull.
 
 The Docker engine on the host (from docker_host) logs in, pushes a small image built
 FROM scratch and pulls it back by digest, trusting the registry's CA through
 /etc/docker/certs.d; curl checks the HTTP answers with and without credentials.
+`pusher` may push; `reader` is pull-only (push: false): the role's nginx proxy in front
+of the registry refuses its writes.
 """
 
 import os
@@ -19,6 +21,9 @@ ALIAS = "registry.lab.test:5000"
 STORAGE = "/srv/registry"
 PKI = "/etc/docker/registry/pki"
 CA = f"{PKI}/ca.crt"
+# The registry itself, behind the proxy: plain HTTP on loopback.
+BACKEND = "127.0.0.1:5001"
+REALM = "hailo-pipeline registry"
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 
 
@@ -35,6 +40,26 @@ def http_status(host, path: str, *curl_args: str) -> str:
     )
 
 
+def http_headers(host, path: str, *curl_args: str) -> tuple[str, dict[str, str]]:
+    """Status and headers (lower-case names) of https://REGISTRY<path> (or of a full URL)."""
+    url = path if path.startswith("https://") else f"https://{REGISTRY}{path}"
+    args = " ".join(shlex.quote(a) for a in (*curl_args, url))
+    out = host.check_output(f"curl -sS -o /dev/null -D - --cacert {CA} {args}")
+    # The last response (an upload may get "100 Continue" first).
+    blocks = [b for b in out.replace("\r", "").split("\n\n") if b.startswith("HTTP/")]
+    status, *lines = blocks[-1].splitlines()
+    headers = {}
+    for line in lines:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return status.split()[1], headers
+
+
+def auth(user: str) -> str:
+    return f"{user}:{password(user)}"
+
+
 def login(host, registry: str, user: str, secret: str):
     return host.run(
         f"printf %s {shlex.quote(secret)} | "
@@ -42,8 +67,9 @@ def login(host, registry: str, user: str, secret: str):
     )
 
 
-def test_service_active_and_enabled(host):
-    service = host.service("docker-registry")
+@pytest.mark.parametrize("name", ["docker-registry", "nginx"])
+def test_services_active_and_enabled(host, name):
+    service = host.service(name)
     assert service.is_running
     assert service.is_enabled
 
@@ -52,13 +78,40 @@ def test_config(host):
     config = yaml.safe_load(host.file("/etc/docker/registry/config.yml").content_string)
     assert config["storage"]["filesystem"]["rootdirectory"] == STORAGE
     assert config["storage"]["delete"]["enabled"] is True
-    assert config["http"]["addr"] == ":5000"
-    assert config["http"]["tls"] == {
-        "certificate": f"{PKI}/server.crt",
-        "key": f"{PKI}/server.key",
-        "minimumtls": "tls1.2",
-    }
+    # Behind the proxy: loopback, plain HTTP, still asking for a login.
+    assert config["http"]["addr"] == BACKEND
+    assert "tls" not in config["http"]
     assert config["auth"]["htpasswd"]["path"] == "/etc/docker/registry/htpasswd"
+
+
+def test_proxy_holds_the_port_and_the_registry_only_loopback(host):
+    listening = host.check_output("ss -Hltnp")
+    by_port = {}
+    for line in listening.splitlines():
+        local, process = line.split()[3], line.split()[-1]
+        by_port.setdefault(local.rsplit(":", 1)[1], []).append((local, process))
+    assert {local for local, _ in by_port["5001"]} == {BACKEND}
+    assert all("docker-registry" in process for _, process in by_port["5001"])
+    assert by_port["5000"], listening
+    assert all("nginx" in process for _, process in by_port["5000"])
+    # nginx's own default site (port 80) was removed.
+    assert "80" not in by_port
+
+
+def test_registry_is_not_reachable_from_the_network(host):
+    # prepare.yml: registry.lab.test is the host's network address.
+    address = host.check_output("getent ahostsv4 registry.lab.test").split()[0]
+    # curl exits 7 when the connection is refused.
+    assert host.run(f"curl -sS -o /dev/null http://{address}:5001/v2/").rc == 7
+
+
+def test_registry_behind_the_proxy_still_asks_for_a_login(host):
+    for method in ("GET", "POST"):
+        path = "/v2/" if method == "GET" else "/v2/molecule/anonymous/blobs/uploads/"
+        status = host.check_output(
+            f"curl -sS -o /dev/null -w '%{{http_code}}' -X {method} http://{BACKEND}{path}"
+        )
+        assert status == "401", method
 
 
 @pytest.mark.parametrize(
@@ -67,6 +120,8 @@ def test_config(host):
         (f"{PKI}/ca.key", 0o600, "root"),
         (f"{PKI}/server.key", 0o640, "docker-registry"),
         ("/etc/docker/registry/htpasswd", 0o640, "docker-registry"),
+        # nginx's workers (www-data) read it at each request.
+        ("/etc/docker/registry/htpasswd-push", 0o640, "www-data"),
     ],
 )
 def test_secrets_not_world_readable(host, path, mode, group):
@@ -76,11 +131,19 @@ def test_secrets_not_world_readable(host, path, mode, group):
     assert secret.mode == mode
 
 
-def test_htpasswd_holds_exactly_the_users_with_bcrypt(host):
-    lines = host.file("/etc/docker/registry/htpasswd").content_string.split()
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/etc/docker/registry/htpasswd", ["pusher", "reader"]),
+        ("/etc/docker/registry/htpasswd-push", ["pusher"]),
+    ],
+)
+def test_htpasswd_holds_exactly_the_users_with_bcrypt(host, path, expected):
+    lines = host.file(path).content_string.split()
     users = dict(line.split(":", 1) for line in lines)
-    # "stale" was put there by prepare.yml; the role removes users it does not list.
-    assert sorted(users) == ["pusher", "reader"]
+    # prepare.yml left "stale" (and "reader" in the push file); the role removes users
+    # it does not list, and pull-only users from the push file.
+    assert sorted(users) == expected
     assert all(h.startswith(("$2b$", "$2y$")) for h in users.values())
 
 
@@ -109,7 +172,11 @@ def test_tls_verifies_for_each_name(host):
 
 
 def test_v2_needs_credentials(host):
-    assert http_status(host, "/v2/") == "401"
+    status, headers = http_headers(host, "/v2/")
+    assert status == "401"
+    # What `docker login` needs to find a v2 registry with basic auth.
+    assert headers["www-authenticate"] == f'Basic realm="{REALM}"'
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
 
 
 @pytest.mark.parametrize("user", ["pusher", "reader"])
@@ -182,6 +249,82 @@ def test_pull_by_digest_through_the_other_name(host, pushed):
         host.run(f"docker logout {ALIAS}")
 
 
+def test_pull_only_user_cannot_start_an_upload(host):
+    path = "/v2/molecule/probe/blobs/uploads/"
+    status, headers = http_headers(host, path, "-X", "POST", "-u", auth("reader"))
+    assert status == "401"
+    assert headers["www-authenticate"] == f'Basic realm="{REALM}"'
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
+    assert http_status(host, path, "-X", "POST") == "401"
+
+
+def test_pull_only_user_cannot_delete(host, pushed):
+    _, digest, _ = pushed
+    path = f"/v2/molecule/probe/manifests/{digest}"
+    accept = "Accept: application/vnd.docker.distribution.manifest.v2+json"
+    assert http_status(host, path, "-u", auth("reader"), "-X", "DELETE") == "401"
+    assert http_status(host, path, "-u", auth("reader"), "-H", accept, "-I") == "200"
+
+
+def test_pull_only_user_docker_push_refused(host):
+    """`docker push` as reader (its own client config, so pusher's login stays) fails."""
+    ctx = host.check_output("mktemp -d")
+    config = host.check_output("mktemp -d")
+    repository = f"{REGISTRY}/molecule/reader-push"
+    host.check_output(f"printf 'reader push probe\\n' > {ctx}/probe.txt")
+    host.check_output(f"printf 'FROM scratch\\nCOPY probe.txt /probe.txt\\n' > {ctx}/Dockerfile")
+    try:
+        build = host.run(f"docker build -t {repository}:1 {ctx}")
+        assert build.rc == 0, build.stderr
+        login = host.run(
+            f"printf %s {shlex.quote(password('reader'))} | DOCKER_CONFIG={config} "
+            f"docker login --username reader --password-stdin {REGISTRY}"
+        )
+        assert login.rc == 0, login.stderr
+        push = host.run(f"DOCKER_CONFIG={config} docker push {repository}:1")
+        output = push.stdout + push.stderr
+        assert push.rc != 0, output
+        assert "401" in output or "unauthorized" in output.lower(), output
+        v2 = f"{STORAGE}/docker/registry/v2"
+        assert not host.file(f"{v2}/repositories/molecule/reader-push").exists
+    finally:
+        host.run(f"docker image rm {repository}:1")
+        host.run(f"rm -rf {ctx} {config}")
+
+
+def test_push_user_streams_a_chunked_upload(host):
+    """An 8 MiB blob sent with chunked transfer encoding (no length) through the proxy."""
+    blob = host.check_output("mktemp")
+    try:
+        host.check_output(f"head -c 8388608 /dev/urandom > {blob}")
+        digest = "sha256:" + host.check_output(f"sha256sum {blob}").split()[0]
+        status, headers = http_headers(
+            host, "/v2/molecule/chunked/blobs/uploads/", "-X", "POST", "-u", auth("pusher")
+        )
+        assert status == "202"
+        location = headers["location"]
+        # Built by the registry from the Host and X-Forwarded-Proto the proxy passes.
+        assert location.startswith(f"https://{REGISTRY}/v2/molecule/chunked/blobs/uploads/")
+        status, headers = http_headers(
+            host, location, "-X", "PATCH", "-u", auth("pusher"),
+            "-H", "Content-Type: application/octet-stream",
+            "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{blob}",
+        )  # fmt: skip
+        assert status == "202"
+        assert headers["range"] == "0-8388607"
+        status, _ = http_headers(
+            host, f"{headers['location']}&digest={digest}", "-X", "PUT", "-u", auth("pusher")
+        )
+        assert status == "201"
+        pulled = host.check_output(
+            f"curl -sS --cacert {CA} -u {shlex.quote(auth('reader'))} "
+            f"https://{REGISTRY}/v2/molecule/chunked/blobs/{digest} | sha256sum"
+        )
+        assert "sha256:" + pulled.split()[0] == digest
+    finally:
+        host.run(f"rm -f {blob}")
+
+
 def test_storage_under_configured_path(host, pushed):
     _, digest, _ = pushed
     algorithm, hexdigest = digest.split(":", 1)
@@ -196,9 +339,9 @@ def test_storage_under_configured_path(host, pushed):
 def test_delete_by_digest(host, pushed):
     repository, digest, _ = pushed
     path = f"/v2/molecule/probe/manifests/{digest}"
-    auth = f"pusher:{password('pusher')}"
+    pusher = auth("pusher")
     accept = "Accept: application/vnd.docker.distribution.manifest.v2+json"
-    assert http_status(host, path, "-u", auth, "-H", accept, "-I") == "200"
-    assert http_status(host, path, "-u", auth, "-X", "DELETE") == "202"
-    assert http_status(host, path, "-u", auth, "-H", accept, "-I") == "404"
+    assert http_status(host, path, "-u", pusher, "-H", accept, "-I") == "200"
+    assert http_status(host, path, "-u", pusher, "-X", "DELETE") == "202"
+    assert http_status(host, path, "-u", pusher, "-H", accept, "-I") == "404"
     host.run(f"docker image rm {repository}@{digest}")
