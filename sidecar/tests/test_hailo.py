@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -435,12 +435,24 @@ def test_device_identity_that_cannot_be_read_is_none_with_why(
 
 
 # --------------------------------------------------------------------------- 4. status 76
+@pytest.fixture
+def driver_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str | None], Path]:
+    """The host's /sys/module/hailo_pci/version as the container sees it (None: unreadable)."""
+
+    def make(version: str | None) -> Path:
+        path = tmp_path / "version"
+        if version is not None:
+            path.write_text(version + "\n")
+        monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", path, raising=False)
+        return path
+
+    return make
+
+
 def test_driver_version_mismatch_in_plain_words(
-    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    on_a_pi: None, tmp_path: Path, driver_file: Callable[[str | None], Path]
 ) -> None:
-    driver = tmp_path / "version"
-    driver.write_text("4.20.0\n")
-    monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", driver, raising=False)
+    driver = driver_file("4.20.0")
     fake.OPEN_STATUS = 76
     with pytest.raises(BackendError) as exc:
         backend(hef(tmp_path)).load()
@@ -456,10 +468,9 @@ def test_driver_version_mismatch_in_plain_words(
 
 
 def test_driver_version_mismatch_when_the_version_cannot_be_read(
-    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    on_a_pi: None, tmp_path: Path, driver_file: Callable[[str | None], Path]
 ) -> None:
-    missing = tmp_path / "version"
-    monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", missing, raising=False)
+    missing = driver_file(None)
     fake.OPEN_STATUS = 76
     with pytest.raises(BackendError) as exc:
         backend(hef(tmp_path)).load()
@@ -476,11 +487,9 @@ def test_driver_version_mismatch_when_the_version_cannot_be_read(
 
 
 def test_driver_ioctl_errors_mention_a_possible_version_mismatch(
-    on_a_pi: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    on_a_pi: None, tmp_path: Path, driver_file: Callable[[str | None], Path]
 ) -> None:
-    driver = tmp_path / "version"
-    driver.write_text("4.23.0\n")
-    monkeypatch.setattr("hailo_sidecar.backends.hailo.DRIVER_VERSION_FILE", driver, raising=False)
+    driver_file("4.23.0")
     fake.OPEN_STATUS = 86
     with pytest.raises(BackendError) as exc:
         backend(hef(tmp_path)).load()
