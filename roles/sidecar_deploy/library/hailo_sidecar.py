@@ -282,7 +282,7 @@ def commit_step(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     record, error = read_record(p["record_path"])
     if error:
         module.fail_json(msg=error)
-    release = {**p["release"], "env_keys": sorted(p["env"])}
+    release = {**p["release"], "env_keys": sorted(p["env_keys"])}
     new = commit(record or {}, release, p["mode"], p["stamp"])
     changed = write_record(p["record_path"], new, check=module.check_mode)
     out = {"changed": changed, "record": new}
@@ -316,7 +316,11 @@ def main() -> None:
             "ca_pem": {"type": "str", "default": ""},
             "release": {"type": "dict"},
             "spec": {"type": "dict"},
+            # Only the steps that start a container get the values (install, restore): a
+            # no_log value is masked wherever it appears in a module's result, and a short
+            # one ("0") would mask release names in what prepare returns.
             "env": {"type": "dict", "default": {}, "no_log": True},
+            "env_keys": {"type": "list", "elements": "str", "default": []},
             "registry_username": {"type": "str", "default": ""},
             "registry_password": {"type": "str", "no_log": True},
             "staging": {"type": "str", "default": ""},
