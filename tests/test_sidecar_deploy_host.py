@@ -413,6 +413,14 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lease(tmp_path: Path)
     assert host.lease(root, "run-b", "bob@ctl", 600, take=True, now=1600.0)["ok"]
 
 
+def test_extending_the_lease_keeps_the_controller_pid(tmp_path: Path) -> None:
+    """Every change extends the lease; the pid a later run checks must survive that."""
+    root = str(tmp_path)
+    host.lease(root, "run-a", "ops@ctl", 600, take=True, now=1000.0, pid=4242)
+    host.lease(root, "run-a", "ops@ctl", 600, take=False, now=1100.0)
+    assert host.read_lease(root)["pid"] == 4242
+
+
 def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
     root = str(tmp_path)
     host.lease(root, "run-a", "alice@ctl", 60, take=True, now=1000.0)

@@ -5,7 +5,7 @@ skips the canary (`--limit pi_fleet`) is refused before any fleet host changes."
 from __future__ import annotations
 
 import pytest
-from fleet import CANARY, ELIGIBLE, FLEET, NODEV, make_release, recap, run_playbook, snapshot
+from fleet import CANARY, ELIGIBLE, NODEV, make_release, recap, run_playbook, snapshot
 
 
 def deploy(version: str, label: str, args: tuple[str, ...] = ()):
@@ -45,7 +45,8 @@ def test_the_fleet_is_not_deployed_without_a_gated_canary(refused):
     assert "The fleet is not deployed: 0 host(s) of the canary group 'pi_canary'" in bypass.stdout
     counts = recap(bypass.stdout)
     assert CANARY not in counts
-    assert all(counts[name]["changed"] == 0 for name in FLEET), counts
+    # The first fleet batch fails at the check; the run stops there (max_fail_percentage).
+    assert all(c["changed"] == 0 for c in counts.values()), counts
 
 
 @pytest.mark.parametrize("name", [*ELIGIBLE, NODEV])

@@ -461,7 +461,11 @@ def lease(
                 "holder": held,
                 "reason": f"this run ({run_id}) does not hold the deploy lease of this host",
             }
-        taken = float(held["taken"]) if held and held.get("run_id") == run_id else now
+        same_run = bool(held) and held.get("run_id") == run_id
+        taken = float(held["taken"]) if same_run else now
+        # Extending keeps the controller's pid, by which a later run tells whether this
+        # run is still alive.
+        pid = pid or (int(held.get("pid") or 0) if same_run else 0)
         new = {
             "run_id": run_id,
             "owner": owner,
