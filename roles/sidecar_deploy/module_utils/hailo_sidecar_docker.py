@@ -10,8 +10,10 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import re
 import socket
+import stat
 import urllib.parse
 from typing import Any
 
@@ -383,9 +385,6 @@ def same_release(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 def check_devices(spec: dict[str, Any]) -> str | None:
     """Checked again just before a container is created: a device can go between the
     preflight and here (a driver unloaded, a board reset)."""
-    import os
-    import stat
-
     for entry in spec.get("devices", []):
         path = entry.split(":", 1)[0]
         try:
