@@ -25,7 +25,9 @@ LAB_LOG_DIR=${LAB_LOG_DIR:-/var/log/hailo-lab}
 DOCKER=${DOCKER:-/usr/bin/docker}
 # Bump when the way a rootfs is made changes, so every cached image is rebuilt.
 RECIPE_VERSION=2
-HOST_PACKAGES=(docker.io qemu-user qemu-user-binfmt debootstrap python3-venv git make curl ca-certificates)
+HOST_PACKAGES=(docker.io qemu-user qemu-user-binfmt debootstrap python3-venv git make curl ca-certificates
+	gcc libc6-dev)
+# gcc, libc6-dev: tests/hailort_standin.py builds the lab's stand-in libhailort.
 # QEMU 7.2 (Debian 12's own) kills onnxruntime's aarch64 wheel with SIGSEGV as soon as
 # /proc is mounted; 10.0 runs it bit-identical to x86_64 (sidecar/IMAGE.md).
 QEMU_MIN_MAJOR=10

@@ -31,6 +31,12 @@
 #   MODELS       model images to build, names of models/<name>/ ("" for none; default: all)
 #   SOURCE       org.opencontainers.image.source label (default: git remote origin, if any)
 #   WHEEL_CACHE  wheelhouse root, outside the repo (default /var/cache/hailo-pipeline/wheels)
+#   HAILORT_VERSION  put HailoRT of this version into the runtime image, e.g. 4.23.0
+#                (default "": none; the image serves the stub and onnx backends only)
+#   HAILORT_DIR  with HAILORT_VERSION: a directory with one subdirectory per platform
+#                (amd64/, arm64/), each holding one libhailort .deb and one hailort-*.whl
+#                (pyhailort, cp311) of that version, as Hailo or the Raspberry Pi archive
+#                ship them; checked against their sha256 by whoever put them there
 #   NO_CACHE=1   build without docker's layer cache
 #   PYTHON       python with pip, to download wheels (default: the repo's .venv, else python3)
 set -euo pipefail
@@ -50,8 +56,13 @@ if [ -z "${PYTHON:-}" ]; then
   [ -x "$repo/.venv/bin/python" ] && PYTHON="$repo/.venv/bin/python"
 fi
 PY_VERSION=3.11
-REQUIREMENTS=(requirements-image.txt build-requirements-image.txt)
-CONTEXT_FILES=(Dockerfile .dockerignore pyproject.toml README.md "${REQUIREMENTS[@]}" src)
+HAILORT_VERSION=${HAILORT_VERSION:-}
+# The runtime closure the image installs: with HailoRT, the one with numpy<2.
+closure=requirements-image.txt
+[ -z "$HAILORT_VERSION" ] || closure=requirements-image-hailort.txt
+REQUIREMENTS=("$closure" build-requirements-image.txt)
+CONTEXT_FILES=(Dockerfile .dockerignore pyproject.toml README.md requirements-image.txt
+  requirements-image-hailort.txt build-requirements-image.txt src)
 
 step() { printf '[build-image] %s\n' "$*" >&2; }
 die() { printf '[build-image] error: %s\n' "$*" >&2; exit 1; }
@@ -87,6 +98,18 @@ for p in ${PLATFORMS//,/ }; do
   esac
 done
 [ ${#archs[@]} -gt 0 ] || die "PLATFORMS is empty"
+
+if [ -n "$HAILORT_VERSION" ]; then
+  [[ $HAILORT_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "HAILORT_VERSION '$HAILORT_VERSION' is not MAJOR.MINOR.REVISION (e.g. 4.23.0)"
+  need="for each platform, HAILORT_DIR/<arch>/ with one libhailort .deb and one hailort-$HAILORT_VERSION-*.whl (HailoRT $HAILORT_VERSION for that platform: Hailo's Developer Zone, or the Raspberry Pi archive's hailort package for arm64)"
+  [ -n "${HAILORT_DIR:-}" ] || die "HAILORT_VERSION=$HAILORT_VERSION needs HAILORT_DIR: $need"
+  for arch in "${archs[@]}"; do
+    n_deb=$(find "$HAILORT_DIR/$arch" -maxdepth 1 -name '*.deb' 2>/dev/null | grep -c . || true)
+    n_whl=$(find "$HAILORT_DIR/$arch" -maxdepth 1 -name "hailort-$HAILORT_VERSION-*.whl" 2>/dev/null | grep -c . || true)
+    [ "$n_deb" = 1 ] && [ "$n_whl" = 1 ] \
+      || die "HAILORT_DIR/$arch ($HAILORT_DIR/$arch) holds $n_deb .deb and $n_whl hailort-$HAILORT_VERSION-*.whl; needed: $need"
+  done
+fi
 
 "$DOCKER" info >/dev/null 2>&1 || die "no Docker engine answers to $DOCKER (start dockerd: make lab)"
 "$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip (set PYTHON=...)"
@@ -152,22 +175,28 @@ for arch in "${archs[@]}"; do
     mv "$tmp" "$wheelhouse"
     trap - EXIT
   fi
-  # HailoRT is licensed: it must never enter the image, even by a stray wheel.
+  # HailoRT enters the image only from HAILORT_DIR, at the version asked for.
   if find "$wheelhouse" -iname 'hailo*' | grep -q .; then
-    die "wheelhouse $wheelhouse holds Hailo packages; they are licensed and must not be in the image"
+    die "wheelhouse $wheelhouse holds Hailo packages; HailoRT comes only from HAILORT_DIR (HAILORT_VERSION)"
   fi
   step "wheelhouse: $(find "$wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$wheelhouse" | cut -f1)"
 
   # 2. The runtime base. The context is streamed as a tar: the package, the requirement
-  #    files and the wheelhouse (as wheels/); nothing else from the repo or the host.
+  #    files, the wheelhouse (as wheels/) and HailoRT's files (as hailort/, empty without
+  #    HAILORT_VERSION); nothing else from the repo or the host.
+  hailort_stage=$(mktemp -d)
+  mkdir -p "$hailort_stage/hailort/$arch"
+  [ -z "$HAILORT_VERSION" ] || cp -- "$HAILORT_DIR/$arch"/*.deb "$HAILORT_DIR/$arch/hailort-$HAILORT_VERSION"-*.whl "$hailort_stage/hailort/$arch/"
   runtime_tags=("$IMAGE:$version-$arch" "$IMAGE:latest-$arch")
   [ "$arch" != "$native" ] || runtime_tags+=("$IMAGE:$version" "$IMAGE:latest")
   step "building ${runtime_tags[0]} for $platform from $base"
   tar -c -f - --owner=0 --group=0 --numeric-owner --sort=name \
       --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
       --transform "s,^$name,wheels," \
-      -C "$here" "${CONTEXT_FILES[@]}" -C "$WHEEL_CACHE" "$name" \
-    | build "${runtime_tags[@]}" -- --platform "$platform" --build-arg "BASE_IMAGE=$base" "${labels[@]}"
+      -C "$here" "${CONTEXT_FILES[@]}" -C "$WHEEL_CACHE" "$name" -C "$hailort_stage" hailort \
+    | build "${runtime_tags[@]}" -- --platform "$platform" --build-arg "BASE_IMAGE=$base" \
+        --build-arg "HAILORT_VERSION=$HAILORT_VERSION" "${labels[@]}"
+  rm -rf "$hailort_stage"
   record "$IMAGE" "$platform" "$built_id" "$built_changed" "$built_seconds" "${runtime_tags[@]}"
 
   # 3. The model images, FROM this platform's runtime (pinned to the version).

@@ -1,19 +1,23 @@
-"""Write sidecar/requirements-image.txt and sidecar/build-requirements-image.txt.
+"""Write the sidecar image's requirement files (sidecar/*requirements-image*.txt).
 
 The runtime image installs exactly these files, offline, from a wheelhouse, with
 `pip install --no-index --require-hashes`. Each line is an exact pin with the sha256 of
 every cp311 manylinux wheel the image may take: one per platform (linux/arm64 and
 linux/amd64) for compiled packages, one for pure-Python ones.
 
-    python sidecar/lock_image_requirements.py           # rewrite both files
+    python sidecar/lock_image_requirements.py           # rewrite the three files
     python sidecar/lock_image_requirements.py --check   # exit 1 if they would change
 
 How: pip resolves the sidecar's runtime dependencies (+ onnxruntime, the CPU backend)
 under the repo's constraints.txt once per target platform (`pip install --dry-run
 --report`, binary wheels only, against https://pypi.org/simple, ignoring local pip
 configuration so no locally built wheel slips in), and the index's sha256 of each chosen
-wheel is recorded. Needs network access to PyPI; run it after changing a pin in
-sidecar/pyproject.toml or constraints.txt, then commit the result.
+wheel is recorded. requirements-image-hailort.txt is the same closure for an image with
+HailoRT (sidecar_image_hailort_version): numpy 1.26 (pyhailort 4.x declares numpy<2) and
+the pure-Python packages pyhailort requires, except netifaces (no wheel exists; only
+pyhailort's Ethernet-device helpers import it, never a PCIe Hailo-8). Needs network
+access to PyPI; run it after changing a pin in sidecar/pyproject.toml or constraints.txt,
+then commit the result.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RUNTIME_FILE = HERE / "requirements-image.txt"
+HAILORT_FILE = HERE / "requirements-image-hailort.txt"
 BUILD_FILE = HERE / "build-requirements-image.txt"
 PYTHON_VERSION = "3.11"
 # The manylinux tags Debian 12's glibc (2.36) accepts, per platform (as in ../shared/LAB.md).
@@ -56,6 +61,11 @@ EXTRAS = ["onnx"]
 # builder stage only.
 BUILD_TOOLS = ["setuptools"]
 INDEX_URL = "https://pypi.org/simple"
+# pyhailort 4.23's install_requires (hailo-ai/hailort, hailo8 branch,
+# bindings/python/platform/setup.py): argcomplete, contextlib2, future, netaddr,
+# netifaces, numpy<2. Versions come from constraints.txt; netifaces is left out (above).
+HAILORT_REQUIREMENTS = ["argcomplete", "contextlib2", "future", "netaddr"]
+HAILORT_NUMPY = "1.26.4"
 
 HEADER = """\
 # {what}
@@ -92,16 +102,29 @@ def pip_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
 
 
-def resolve(requirements: list[str], tags: list[str]) -> dict[str, tuple[str, str, str]]:
+def constraints(numpy: str | None) -> str:
+    """constraints.txt, with numpy pinned to ``numpy`` when given."""
+    lines = (REPO / "constraints.txt").read_text().splitlines()
+    if numpy is not None:
+        lines = [f"numpy=={numpy}" if normalize(line.partition("==")[0]) == "numpy" else line
+                 for line in lines]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def resolve(
+    requirements: list[str], tags: list[str], numpy: str | None = None
+) -> dict[str, tuple[str, str, str]]:
     """{normalized name: (name, version, sha256)} of the wheels pip picks for these tags."""
     cert = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE")
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
+        pinned = Path(tmp) / "constraints.txt"
+        pinned.write_text(constraints(numpy))
         argv = [
             sys.executable, "-m", "pip", "install", "--isolated", "--quiet",
             "--disable-pip-version-check", "--dry-run", "--ignore-installed",
             "--report", str(report), "--index-url", INDEX_URL,
-            "--constraint", str(REPO / "constraints.txt"),
+            "--constraint", str(pinned),
             "--only-binary=:all:", "--implementation", "cp",
             "--python-version", PYTHON_VERSION, "--target", str(Path(tmp) / "target"),
             *(f"--platform={tag}" for tag in tags),
@@ -121,11 +144,11 @@ def resolve(requirements: list[str], tags: list[str]) -> dict[str, tuple[str, st
     return found
 
 
-def lock(requirements: list[str]) -> str:
+def lock(requirements: list[str], numpy: str | None = None) -> str:
     pins: dict[str, tuple[str, str]] = {}
     hashes: dict[str, set[str]] = defaultdict(set)
     for platform, tags in PLATFORMS.items():
-        for key, (name, version, sha) in resolve(requirements, tags).items():
+        for key, (name, version, sha) in resolve(requirements, tags, numpy).items():
             if key in pins and pins[key][1] != version:
                 raise SystemExit(f"{name}: {pins[key][1]} vs {version} on {platform}")
             pins[key] = (name, version)
@@ -148,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     outputs = {
         RUNTIME_FILE: HEADER.format(what="The sidecar runtime image's Python closure.")
         + lock(sidecar_requirements()),
+        HAILORT_FILE: HEADER.format(
+            what="The runtime image's Python closure with HailoRT (pyhailort: numpy<2)."
+        )
+        + lock(sidecar_requirements() + HAILORT_REQUIREMENTS, numpy=HAILORT_NUMPY),
         BUILD_FILE: HEADER.format(
             what="Builds hailo-sidecar from source in the image's builder stage only."
         )

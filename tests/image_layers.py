@@ -19,12 +19,13 @@ import tarfile
 FORBIDDEN = [
     re.compile(r"\.(onnx|hef|har)$", re.I),
     re.compile(r"\.lic$|licen[cs]e[^/]*\.(lic|key|dat)$", re.I),
-    re.compile(r"(^|/)hailort|(^|/)hailo_platform|(^|/)libhailort", re.I),
     re.compile(r"(^|/)(id_rsa|id_ecdsa|id_ed25519)$|\.key$|\.p12$|\.pfx$", re.I),
     re.compile(r"(^|/)\.netrc$|(^|/)pip\.conf$|(^|/)\.pypirc$", re.I),
     re.compile(r"(^|/)\.docker/config\.json$|(^|/)containers/auth\.json$", re.I),
     re.compile(r"(^|/)wheels/"),
 ]
+# HailoRT: only in an image built with it (HAILORT_VERSION), never in any other.
+HAILORT = re.compile(r"(^|/)hailort|(^|/)hailo_platform|(^|/)libhailort", re.I)
 PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 CREDENTIAL = re.compile(rb"(?m)^\s*(password|_authToken|auth)\s*[=:]|://[^/\s:@]+:[^/\s@]+@")
 CREDENTIAL_FILES = (".netrc", "pip.conf", ".pypirc", "config.json")
@@ -32,11 +33,14 @@ CREDENTIAL_FILES = (".netrc", "pip.conf", ".pypirc", "config.json")
 CONTENT_LIMIT = 2_000_000
 
 
-def scan(saved: str, secrets: list[bytes] | None = None) -> tuple[list[str], set[str]]:
+def scan(
+    saved: str, secrets: list[bytes] | None = None, *, hailort: bool = False
+) -> tuple[list[str], set[str]]:
     """(offending entries, every path) over all layers of a `docker save` archive.
 
-    An entry offends by its path (FORBIDDEN), or by its content: a private key, a
-    credential in a credentials file, or any of `secrets` (a registry password, say).
+    An entry offends by its path (FORBIDDEN; HailoRT's files too unless ``hailort``), or
+    by its content: a private key, a credential in a credentials file, or any of
+    `secrets` (a registry password, say).
     """
     offending: list[str] = []
     paths: set[str] = set()
@@ -58,7 +62,9 @@ def scan(saved: str, secrets: list[bytes] | None = None) -> tuple[list[str], set
                 for entry in layer:
                     name = entry.name.removeprefix("./")
                     paths.add(name)
-                    if any(p.search(name) for p in FORBIDDEN):
+                    if any(p.search(name) for p in FORBIDDEN) or (
+                        not hailort and HAILORT.search(name)
+                    ):
                         offending.append(f"{member}: {name}")
                     if not entry.isfile() or entry.size >= CONTENT_LIMIT:
                         continue

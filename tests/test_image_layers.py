@@ -64,6 +64,16 @@ def test_each_kind_of_leak_is_found_in_any_layer(tmp_path, name, content, why):
     assert why in " ".join(offending)
 
 
+def test_hailort_is_allowed_only_in_an_image_built_with_it(tmp_path):
+    hailort = {"usr/lib/libhailort.so.4.23.0": b"so", "opt/x/hailo_platform/__init__.py": b""}
+    saved = saved_image(tmp_path, CLEAN, hailort)
+    assert len(image_layers.scan(str(saved))[0]) == 2
+    assert image_layers.scan(str(saved), hailort=True)[0] == []
+    # Everything else is still refused there.
+    leak = saved_image(tmp_path, CLEAN, {**hailort, "models/tcn_encoder.hef": b"hef"})
+    assert len(image_layers.scan(str(leak), hailort=True)[0]) == 1
+
+
 def test_refuses_an_archive_that_is_not_docker_save(tmp_path):
     path = tmp_path / "not-an-image.tar"
     path.write_bytes(_tar_bytes({"hello.txt": b"hi"}))

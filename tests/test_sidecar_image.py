@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hailort_standin
 import image_layers
 import pytest
 
@@ -207,31 +208,34 @@ def test_runtime_image_config(amd64: dict[str, Any]) -> None:
     assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", labels["org.opencontainers.image.revision"])
     assert labels["org.opencontainers.image.source"]
     assert labels["org.opencontainers.image.base.name"] == "hailo-lab/runtime-base:amd64"
+    # Built without HailoRT: the deploy refuses it for a hailo release.
+    assert labels["org.hailo-pipeline.hailort.version"] == ""
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["PATH"].startswith("/opt/hailo-sidecar/bin:")
     assert "MODEL_NAME" not in env  # the base carries no model
 
 
-def test_installed_closure_is_exactly_the_pins(amd64: dict[str, Any]) -> None:
-    pins = {
+def pins(closure: str) -> dict[str, str]:
+    return {
         re.sub(r"[-_.]+", "-", m[1]).lower(): m[2]
-        for m in re.finditer(
-            r"^([A-Za-z0-9_.-]+)==(\S+)",
-            (REPO / "sidecar/requirements-image.txt").read_text(),
-            re.M,
-        )
+        for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / closure).read_text(), re.M)
     }
+
+
+def installed(image: str) -> dict[str, str]:
     listing = docker(
-        "run", "--rm", RUNTIME, "python3", "-c",
+        "run", "--rm", image, "python3", "-c",
         "import importlib.metadata as m, json; "
         "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
     )  # fmt: skip
-    installed = {
-        re.sub(r"[-_.]+", "-", k).lower(): v for k, v in json.loads(listing.stdout).items()
-    }
-    assert installed.pop("hailo-sidecar") == VERSION
+    return {re.sub(r"[-_.]+", "-", k).lower(): v for k, v in json.loads(listing.stdout).items()}
+
+
+def test_installed_closure_is_exactly_the_pins(amd64: dict[str, Any]) -> None:
+    found = installed(RUNTIME)
+    assert found.pop("hailo-sidecar") == VERSION
     # pip and setuptools were removed after the build; nothing else came in.
-    assert installed == pins
+    assert found == pins("sidecar/requirements-image.txt")
 
 
 def test_runs_hardened_and_answers_healthz(running: str) -> None:
@@ -307,6 +311,10 @@ def test_model_image_adds_settings_not_the_model(amd64: dict[str, Any]) -> None:
 
 def test_model_image_serves_a_mounted_artifact(amd64: dict[str, Any], tmp_path: Path) -> None:
     """The reference ONNX in the documented layout, mounted read-only, onnx backend."""
+    serve_reference_model(MODEL, tmp_path)
+
+
+def serve_reference_model(image: str, tmp_path: Path, *env: str) -> None:
     from hailo_sidecar.manifest import write_manifest
 
     models = tmp_path / "models"
@@ -319,8 +327,8 @@ def test_model_image_serves_a_mounted_artifact(amd64: dict[str, Any], tmp_path: 
         path.chmod(0o755 if path.is_dir() else 0o644)
     name = f"pytest-model-{uuid.uuid4().hex[:8]}"
     docker(
-        "run", "-d", "--name", name, *HARDENED, "-e", "INFER_MODE=onnx",
-        "-v", f"{models}:/models:ro", "-p", "127.0.0.1::9000", MODEL,
+        "run", "-d", "--name", name, *HARDENED, "-e", "INFER_MODE=onnx", *env,
+        "-v", f"{models}:/models:ro", "-p", "127.0.0.1::9000", image,
     )  # fmt: skip
     try:
         address = published(name)
@@ -363,6 +371,94 @@ def test_model_image_refuses_an_unpinned_runtime(
     )  # fmt: skip
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+# --- HailoRT in the image: a LAB STAND-IN (tests/hailort_standin.py), not HailoRT -------
+
+HAILORT = "4.23.0"
+STANDIN = "pytest-hailort-standin"
+# What the model image sets, for the runtime variant (built without model images).
+MODEL_ENV = [
+    "-e", "MODEL_NAME=tcn_encoder", "-e", "MODEL_VERSION=0.1.0", "-e", "NUM_MOTIFS=12",
+    "-e", "MODEL_MANIFEST=/models/tcn_encoder-0.1.0/tcn_encoder-0.1.0.manifest.json",
+]  # fmt: skip
+
+
+def build_standin(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BUILD)],
+        capture_output=True, text=True, timeout=1800, check=False,
+        env={**os.environ, "DOCKER": DOCKER, "PYTHON": sys.executable,
+             "PLATFORMS": "linux/amd64", "IMAGE": STANDIN, "MODELS": "", **env},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def standin(amd64: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The runtime built with the stand-in HailoRT files (HAILORT_VERSION, HAILORT_DIR)."""
+    root = hailort_standin.sources(tmp_path_factory.mktemp("hailort"), HAILORT)
+    proc = build_standin(root, HAILORT_VERSION=HAILORT, HAILORT_DIR=str(root))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return f"{STANDIN}:{VERSION}"
+
+
+def test_hailort_variant_holds_the_sites_hailort_and_numpy_1(standin: str) -> None:
+    labels = inspect(standin)["Config"]["Labels"]
+    assert labels["org.hailo-pipeline.hailort.version"] == HAILORT
+    out = docker(
+        "run", "--rm", *HARDENED, standin, "python3", "-c",
+        "import shutil, numpy, hailo_platform as h; "
+        "print(h.__version__, numpy.__version__, shutil.which('hailortcli'), h.STAND_IN)",
+    )  # fmt: skip
+    version, numpy, cli, stand_in = out.stdout.strip().split(" ", 3)
+    assert (version, numpy, cli) == (HAILORT, "1.26.4", "/usr/bin/hailortcli")
+    assert stand_in == hailort_standin.STAND_IN
+    # The closure with numpy<2, pyhailort's wheel, and nothing else (no pip, setuptools).
+    found = installed(standin)
+    assert found.pop("hailo-sidecar") == VERSION
+    assert found.pop("hailort") == HAILORT
+    assert found == pins("sidecar/requirements-image-hailort.txt")
+
+
+def test_hailort_variant_serves_the_onnx_backend_with_numpy_1(standin: str, tmp_path: Path) -> None:
+    serve_reference_model(standin, tmp_path, *MODEL_ENV)
+
+
+def test_hailort_variant_layers_hold_hailort_and_nothing_else(standin: str, tmp_path: Path) -> None:
+    saved = tmp_path / "image.tar"
+    docker("save", "-o", str(saved), standin)
+    offending, paths = image_layers.scan(str(saved), hailort=True)
+    assert offending == []
+    assert f"usr/lib/libhailort.so.{HAILORT}" in paths
+    # Not the .deb or the wheel: only what they install.
+    assert not [p for p in paths if re.search(r"hailo[^/]*\.(deb|whl)$", p)]
+    # Any other image refuses these files.
+    assert image_layers.scan(str(saved))[0]
+
+
+def test_hailort_version_without_its_files_says_what_to_provide(tmp_path: Path) -> None:
+    proc = build_standin(tmp_path, HAILORT_VERSION=HAILORT)
+    assert proc.returncode == 1
+    assert "needs HAILORT_DIR" in proc.stderr
+    assert "libhailort .deb" in proc.stderr
+    assert f"hailort-{HAILORT}-*.whl" in proc.stderr
+    empty = tmp_path / "hailort" / "amd64"
+    empty.mkdir(parents=True)
+    proc = build_standin(tmp_path, HAILORT_VERSION=HAILORT, HAILORT_DIR=str(empty.parent))
+    assert proc.returncode == 1
+    assert "holds 0 .deb and 0 hailort-4.23.0-*.whl" in proc.stderr
+
+
+def test_hailort_library_of_another_version_fails_the_build(
+    amd64: dict[str, Any], tmp_path: Path
+) -> None:
+    """The .deb's library reports 4.22.0 to a 4.23.0 wheel: refused in the build."""
+    root = hailort_standin.sources(tmp_path / "hailort", HAILORT, library_version="4.22.0")
+    proc = build_standin(
+        root, HAILORT_VERSION=HAILORT, HAILORT_DIR=str(root), IMAGE="pytest-hailort-mismatch"
+    )
+    assert proc.returncode != 0
+    assert "_pyhailort version (4.22.0) does not match pyhailort version (4.23.0)" in proc.stderr
 
 
 # --- arm64, under emulation --------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The runtime image's pins (sidecar/requirements-image.txt, build-requirements-image.txt),
-the sidecar package, constraints.txt and the image files agree. No network, no Docker."""
+"""The runtime image's pins (sidecar/requirements-image.txt, requirements-image-hailort.txt,
+build-requirements-image.txt), the sidecar package, constraints.txt and the image files
+agree. No network, no Docker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 SIDECAR = REPO / "sidecar"
@@ -45,9 +47,16 @@ def _constraints() -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("name", ["requirements-image.txt", "build-requirements-image.txt"])
+CLOSURES = ["requirements-image.txt", "requirements-image-hailort.txt"]
+# pyhailort 4.23's requirements that have wheels (netifaces has none; see the lock script).
+PYHAILORT_DEPS = {"argcomplete", "contextlib2", "future", "netaddr"}
+
+
+@pytest.mark.parametrize("name", [*CLOSURES, "build-requirements-image.txt"])
 def test_pins_are_hashed_and_match_constraints(name: str) -> None:
     constraints = _constraints()
+    if name == "requirements-image-hailort.txt":
+        constraints["numpy"] = "1.26.4"  # pyhailort 4.x: numpy<2
     locked = _locked(SIDECAR / name)
     assert locked
     for package, (version, hashes) in locked.items():
@@ -56,23 +65,38 @@ def test_pins_are_hashed_and_match_constraints(name: str) -> None:
         assert len(set(hashes)) == len(hashes)
 
 
-def test_compiled_packages_have_a_wheel_per_platform() -> None:
-    locked = _locked(SIDECAR / "requirements-image.txt")
+@pytest.mark.parametrize("name", CLOSURES)
+def test_compiled_packages_have_a_wheel_per_platform(name: str) -> None:
+    locked = _locked(SIDECAR / name)
     for package in ("numpy", "onnxruntime", "orjson", "uvloop", "httptools", "pydantic-core"):
         assert len(locked[package][1]) == 2, f"{package}: need the aarch64 and x86_64 hashes"
 
 
-def test_closure_covers_the_package_and_the_cpu_backend() -> None:
+@pytest.mark.parametrize("name", CLOSURES)
+def test_closure_covers_the_package_and_the_cpu_backend(name: str) -> None:
     project = tomllib.loads((SIDECAR / "pyproject.toml").read_text())["project"]
-    locked = _locked(SIDECAR / "requirements-image.txt")
+    locked = _locked(SIDECAR / name)
     for dep in [*project["dependencies"], *project["optional-dependencies"]["onnx"]]:
-        spec = dep.split(";", 1)[0].strip()
-        name, _, version = spec.partition("==")
-        assert locked.get(_norm(name), ("",))[0] == version, dep
+        requirement = Requirement(dep)
+        version = locked.get(_norm(requirement.name), ("",))[0]
+        assert requirement.specifier.contains(version), (dep, version)
     # Licensed (HailoRT) or build-only packages never enter the runtime closure.
     assert not [p for p in locked if p.startswith("hailo")]
     assert "setuptools" not in locked
     assert "pip" not in locked
+
+
+def test_hailort_closure_is_the_runtime_one_with_numpy_1_and_pyhailorts_requirements() -> None:
+    plain = _locked(SIDECAR / "requirements-image.txt")
+    hailort = _locked(SIDECAR / "requirements-image-hailort.txt")
+    assert hailort["numpy"][0] == "1.26.4"
+    assert set(hailort) == set(plain) | PYHAILORT_DEPS
+    assert {k: v for k, v in hailort.items() if k != "numpy" and k in plain} == {
+        k: v for k, v in plain.items() if k != "numpy"
+    }
+    # pyhailort itself comes from the site (HAILORT_DIR / sidecar_image_hailort_sources).
+    assert "netifaces" not in hailort
+    assert "hailort" not in hailort
 
 
 def test_build_requirements_are_the_build_backend_only() -> None:
