@@ -55,7 +55,7 @@ PLATFORMS: dict[str, list[str]] = {
     ],
 }
 # The optional extras of hailo-sidecar that go into the image (onnx: the CPU backend;
-# HailoRT is licensed and never in the image).
+# HailoRT comes from the site's files, never from an index).
 EXTRAS = ["onnx"]
 # What building hailo-sidecar from source needs (its build-system), installed in the
 # builder stage only.

@@ -116,7 +116,8 @@ def test_an_image_without_hailort_is_refused(pi: Host) -> None:
     found, _ = pi.check(label=None)
     assert found == [
         f"the image has no HailoRT version label ({hailo.HAILORT_LABEL}): it was built without "
-        "HailoRT and cannot run the hailo backend (build it with HailoRT: roles/sidecar_image)"
+        "HailoRT and cannot run the hailo backend (build it with "
+        "sidecar_image_hailort_version: roles/sidecar_image)"
     ]
 
 

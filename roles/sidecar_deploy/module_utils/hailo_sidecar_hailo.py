@@ -85,7 +85,8 @@ def problems(
     if image is None:
         found.append(
             f"the image has no HailoRT version label ({HAILORT_LABEL}): it was built without "
-            "HailoRT and cannot run the hailo backend (build it with HailoRT: roles/sidecar_image)"
+            "HailoRT and cannot run the hailo backend (build it with "
+            "sidecar_image_hailort_version: roles/sidecar_image)"
         )
     if driver is not None and image is not None and driver != image:
         found.append(
