@@ -89,13 +89,63 @@ def input_layer_shape(onnx_path, start):
         return [-1, 1, dims[1], dims[2]]
     return [-1, *dims[1:]]
 
+def hef_bytes(net, info):
+    """A fake HEF (read by the fake hailo_platform): one network group with the input
+    stream in the parsed NHWC shape and an output stream per end node, named and ordered
+    as HailoRT does (a Gemm is an `fc` layer; an activation after it is fused into it
+    and both ONNX nodes are its original names). FAKE_HEF_* make it wrong."""
+    if os.environ.get("FAKE_HEF_GARBAGE"):
+        return b"not a HEF at all"
+    import onnx
+    model = onnx.shape_inference.infer_shapes(onnx.load(info["onnx"]))
+    nodes = list(model.graph.node)
+    producer = {{o: n for n in nodes for o in n.output}}
+    values = {{v.name: v for v in list(model.graph.output) + list(model.graph.value_info)}}
+    kinds = {{"Gemm": "fc", "Conv": "conv"}}
+    numbers = {{}}
+    for n in nodes:
+        if n.op_type in kinds:
+            numbers[n.name] = sum(1 for m in nodes[: nodes.index(n) + 1] if m.op_type == n.op_type)
+    widths = dict(w.split("=") for w in os.environ.get("FAKE_HEF_WIDTH", "").split(",") if w)
+    outputs = []
+    for end in info["end_nodes"]:
+        node = next(n for n in nodes if n.name == end)
+        core, original = node, [node.name]
+        if node.op_type in ("Sigmoid", "Relu") and node.input[0] in producer:
+            core = producer[node.input[0]]
+            original = [core.name, node.name]
+        dims = [d.dim_value for d in values[node.output[0]].type.tensor_type.shape.dim]
+        width = int(widths.get(end, np.prod(dims[1:])))
+        name = f"{{net}}/{{kinds.get(core.op_type, 'output')}}{{numbers.get(core.name, 1)}}"
+        outputs.append({{"name": name, "shape": [width], "order": "NC", "original": original}})
+    if os.environ.get("FAKE_HEF_NO_ORIGINAL_NAMES"):
+        for o in outputs:
+            o["original"] = []
+    if os.environ.get("FAKE_HEF_SWAP_ORIGINAL_NAMES"):
+        first, second = outputs[0]["original"], outputs[1]["original"]
+        outputs[0]["original"], outputs[1]["original"] = second, first
+    if os.environ.get("FAKE_HEF_EXTRA_OUTPUT"):
+        outputs.append({{"name": f"{{net}}/conv4", "shape": [1, 1, 32], "order": "NHWC",
+                        "original": ["tcn3_conv"]}})
+    outputs.sort(key=lambda o: o["name"], reverse=True)  # HailoRT's order, not the ONNX's
+    group = {{"name": net, "inputs": [{{"name": f"{{net}}/input_layer1",
+                                       "shape": info["input_shape"][1:], "order": "NHWC",
+                                       "original": ["tcn0_conv"]}}],
+             "outputs": outputs}}
+    groups = [group] + [{{**group, "name": f"{{net}}_{{i}}"}}
+                        for i in range(2, int(os.environ.get("FAKE_HEF_NETWORK_GROUPS", "1")) + 1)]
+    return b"\x01HEF" + json.dumps({{"network_groups": groups}}).encode()
+
 if step == "parser":
     assert argv[1] == "onnx" and Path(argv[2]).is_file(), argv
     starts = argv[argv.index("--start-node-names") + 1 : argv.index("--end-node-names")]
     shape = os.environ.get("FAKE_HAILO_INPUT_SHAPE")
     shape = ([int(d) for d in shape.split(",")] if shape
              else input_layer_shape(argv[2], starts[0]))
-    info = {{"net": opt("--net-name"), "hw_arch": arch, "input_shape": shape}}
+    ends = argv[argv.index("--end-node-names") + 1 :]
+    ends = ends[: next((i for i, a in enumerate(ends) if a.startswith("-")), len(ends))]
+    info = {{"net": opt("--net-name"), "hw_arch": arch, "input_shape": shape,
+             "onnx": str(Path(argv[2]).resolve()), "end_nodes": ends}}
     write_har(opt("--har-path"), "parsed", info)
     print("[info] Translation completed")
 elif step == "optimize":
@@ -132,7 +182,7 @@ elif step == "compiler":
     if info["hw_arch"] != arch:
         sys.exit(f"[error] HAR is for {{info['hw_arch']}}, --hw-arch is {{arch}}")
     net = har.name[: -len("_optimized.har")]
-    Path(opt("--output-dir"), net + ".hef").write_bytes(b"HEF for " + net.encode())
+    Path(opt("--output-dir"), net + ".hef").write_bytes(hef_bytes(net, info))
     write_har(opt("--output-har-path"), "compiled", info)
     print("[info] Compilation complete")
 else:
@@ -144,7 +194,7 @@ else:
 # it only takes an optimized HAR, only SDK_QUANTIZED, only NHWC input of the parsed
 # shape), returning the outputs in an order of its own with Hailo's extra dims.
 FAKE_SDK = r"""
-import contextlib, enum
+import contextlib, enum, os
 from pathlib import Path
 import numpy as np
 
@@ -192,12 +242,105 @@ class ClientRunner:
         assert ctx is self._ctx and ctx is not None
         want = tuple(self._info["input_shape"][1:])
         assert dataset.dtype == np.float32 and dataset.shape[1:] == want, dataset.shape
-        flat = dataset.reshape(len(dataset), 900).astype(np.float64)
-        weights = np.cos(np.arange(900 * 76).reshape(900, 76) * 0.001)
-        proj = flat @ weights / 100.0
-        latent = np.tanh(proj[:, :64]).reshape(-1, 1, 1, 64)
-        motifs = (1 / (1 + np.exp(-proj[:, 64:]))).reshape(-1, 1, 1, 12)
-        return [motifs.astype(np.float32), latent.astype(np.float32)]
+        # The float model itself (the parsed graph gives what the whole ONNX gives on
+        # the window: test_start_node_skips_the_input_transpose_and_reshape), with the
+        # outputs rounded to a step: deterministic quantization-like error.
+        import onnx, onnxruntime as ort
+        step = float(os.environ.get("FAKE_SDK_QUANT_STEP", str(2**-6)))
+        model = onnx.load(self._info["onnx"])
+        ends = [next(n for n in model.graph.node if n.name == e).output[0]
+                for e in self._info["end_nodes"]]
+        session = ort.InferenceSession(self._info["onnx"], providers=["CPUExecutionProvider"])
+        feed = session.get_inputs()[0]
+        rows = {name: [] for name in ends}
+        for sample in dataset:
+            got = session.run(ends, {feed.name: sample.reshape(feed.shape)})
+            for name, value in zip(ends, got):
+                rows[name].append(value.reshape(-1))
+        out = [(np.round(np.stack(rows[name]) / step) * step).reshape(len(dataset), 1, 1, -1)
+               for name in ends]
+        return [o.astype(np.float32) for o in reversed(out)]  # its own order, Hailo's dims
+"""
+
+# HailoRT's Python API as far as dfc_hef_info.py uses it (hailo-ai/hailort, branch
+# hailo8, pyhailort.py class HEF). Strict: HEF() takes a str path (or bytes) and raises
+# HailoRTInvalidHEFException for anything that is not a HEF; no name means the first
+# network group; an unknown vstream name raises.
+FAKE_PLATFORM = r"""
+import enum, json
+from pathlib import Path
+
+class HailoRTException(Exception):
+    pass
+
+class HailoRTInvalidHEFException(HailoRTException):
+    pass
+
+class FormatType(enum.Enum):
+    AUTO = 0
+    UINT8 = 1
+    UINT16 = 2
+    FLOAT32 = 3
+
+class FormatOrder(enum.Enum):
+    AUTO = 0
+    NHWC = 1
+    NHCW = 2
+    FCR = 3
+    F8CR = 4
+    NHW = 5
+    NC = 6
+
+class _Format:
+    def __init__(self, order):
+        self.type = FormatType.UINT8
+        self.order = FormatOrder[order]
+
+class VStreamInfo:
+    def __init__(self, stream, network):
+        self.name = stream["name"]
+        self.shape = tuple(stream["shape"])
+        self.format = _Format(stream["order"])
+        self.network_name = network
+
+class HEF:
+    def __init__(self, hef_source):
+        if isinstance(hef_source, str):
+            data = Path(hef_source).read_bytes()
+        elif isinstance(hef_source, bytes):
+            data = hef_source
+        else:
+            raise ValueError("HEF can only be created from a file path (str) or a buffer (bytes)")
+        if not data.startswith(b"\x01HEF"):
+            raise HailoRTInvalidHEFException(
+                "Invalid HEF. See hailort.log for more information")
+        self._groups = json.loads(data[4:])["network_groups"]
+
+    def _group(self, name):
+        if not name:
+            return self._groups[0]
+        for g in self._groups:
+            if g["name"] == name:
+                return g
+        raise HailoRTException(f"HAILO_NOT_FOUND: network group {name}")
+
+    def get_network_group_names(self):
+        return [g["name"] for g in self._groups]
+
+    def get_input_vstream_infos(self, name=None):
+        g = self._group(name)
+        return [VStreamInfo(s, g["name"] + "/" + g["name"]) for s in g["inputs"]]
+
+    def get_output_vstream_infos(self, name=None):
+        g = self._group(name)
+        return [VStreamInfo(s, g["name"] + "/" + g["name"]) for s in g["outputs"]]
+
+    def get_original_names_from_vstream_name(self, vstream_name, network_group_name=None):
+        g = self._group(network_group_name)
+        for s in g["inputs"] + g["outputs"]:
+            if s["name"] == vstream_name:
+                return list(s["original"])
+        raise HailoRTException(f"HAILO_NOT_FOUND: vstream {vstream_name}")
 """
 
 
@@ -216,6 +359,10 @@ def fake_dfc(tmp_path: Path) -> dict[str, Any]:
     sdk = home / "site" / "hailo_sdk_client"
     sdk.mkdir(parents=True)
     (sdk / "__init__.py").write_text(FAKE_SDK)
+    # HailoRT's Python package, which the DFC wheel depends on, beside it.
+    platform = home / "site" / "hailo_platform"
+    platform.mkdir()
+    (platform / "__init__.py").write_text(FAKE_PLATFORM)
     log = tmp_path / "hailo-calls.jsonl"
     env = {
         "PATH": "/usr/bin:/bin",
@@ -364,7 +511,7 @@ def test_fake_dfc_runs_the_three_steps_and_the_hef_is_published(
         "tcn_encoder-0.1.0.hef",
         "tcn_encoder-0.1.0.manifest.json",
     ]
-    assert (out / "tcn_encoder-0.1.0.hef").read_bytes() == b"HEF for tcn_encoder"
+    assert (out / "tcn_encoder-0.1.0.hef").read_bytes().startswith(b"\x01HEF")
     for p in out.iterdir():
         assert b"LICENCE-CONTENT" not in p.read_bytes()
         assert str(licence).encode() not in p.read_bytes()
@@ -373,7 +520,7 @@ def test_fake_dfc_runs_the_three_steps_and_the_hef_is_published(
     assert manifest["hw_arch"] == "hailo8"
     assert manifest["artifact"] == "tcn_encoder-0.1.0.hef"
     assert manifest["compiler"]["backend"] == "hailo DFC 3.30.0"
-    assert manifest["parity"]["max_abs_error"] == {}
+    assert set(manifest["parity"]["max_abs_error"]) == {"latent", "motif_scores"}
     assert manifest["parity"]["thresholds"]["max_abs_error"]["latent"] == 0.15
     # The DFC ran in scratch space: its own log did not land in the output.
     assert all(Path(c["cwd"]).parent != out for c in calls[1:])
@@ -675,3 +822,204 @@ def test_dfc_python_falls_back_to_the_interpreter_on_hailos_shebang(
     run = run_cli("--target", "hailo8", env=fake_dfc["env"])
     assert run.code == 0, run.stderr
     assert "parsed input layer shape: [-1, 1, 100, 9]" in run.stderr
+
+
+def _manifest(workspace: Path) -> dict[str, Any]:
+    path = workspace / "artifacts" / "tcn_encoder-0.1.0.manifest.json"
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def test_hef_streams_are_read_checked_and_recorded(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    streams = _manifest(workspace)["hef_streams"]
+    assert streams["network_group"] == "tcn_encoder"
+    [inp] = streams["inputs"]
+    assert (inp["name"], inp["shape"], inp["contract"]) == (
+        "tcn_encoder/input_layer1",
+        [1, 100, 9],
+        "x",
+    )
+    assert (inp["format_type"], inp["format_order"]) == ("UINT8", "NHWC")
+    # Matched by the ONNX end nodes among HailoRT's original names, in the contract's
+    # order (HailoRT lists fc2 first).
+    assert [(o["contract"], o["name"], o["shape"], o["original_names"], o["matched_by"])
+            for o in streams["outputs"]] == [
+        ("latent", "tcn_encoder/fc1", [64], ["latent_head"], "original_name"),
+        ("motif_scores", "tcn_encoder/fc2", [12], ["motif_head", "motif_prob"], "original_name"),
+    ]  # fmt: skip
+    assert "[dfc hef-info] dfc_hef_info: output tcn_encoder/fc2 shape [12] UINT8 NC" in run.stderr
+    # The manifest keeps its other keys, in order; hef_streams after optimization.
+    keys = list(_manifest(workspace))
+    assert keys.index("hef_streams") == keys.index("optimization") + 1
+
+
+def test_hef_streams_without_original_names_are_matched_by_width(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    env = {**fake_dfc["env"], "FAKE_HEF_NO_ORIGINAL_NAMES": "1"}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 0, run.stderr
+    outputs = _manifest(workspace)["hef_streams"]["outputs"]
+    assert [(o["contract"], o["name"], o["matched_by"]) for o in outputs] == [
+        ("latent", "tcn_encoder/fc1", "width"),
+        ("motif_scores", "tcn_encoder/fc2", "width"),
+    ]
+
+
+def test_hef_original_names_win_over_widths(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    """HailoRT says the 12-wide stream comes from latent_head: refused, although matching
+    by width alone would have paired every stream with an output."""
+    env = {**fake_dfc["env"], "FAKE_HEF_SWAP_ORIGINAL_NAMES": "1"}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 4
+    message = run.summary["error"]
+    assert "the compiled HEF's output streams do not match the contract" in message
+    assert (
+        "latent: stream tcn_encoder/fc2 (matched by original name) holds 12 values per "
+        "window, the contract has 64" in message
+    )
+    assert not (workspace / "artifacts" / "tcn_encoder-0.1.0.hef").exists()
+
+
+@pytest.mark.parametrize(
+    ("knob", "expected"),
+    [
+        (
+            {"FAKE_HEF_WIDTH": "latent_head=63"},
+            "latent: stream tcn_encoder/fc1 (matched by original name) holds 63 values per "
+            "window, the contract has 64 (latent [1, 64])",
+        ),
+        (
+            {"FAKE_HEF_WIDTH": "latent_head=63", "FAKE_HEF_NO_ORIGINAL_NAMES": "1"},
+            "latent: no stream from latent / latent_head, and 0 unmatched streams of width 64",
+        ),
+        (
+            {"FAKE_HEF_EXTRA_OUTPUT": "1"},
+            "stream tcn_encoder/conv4 [1, 1, 32] (32 values; from tcn3_conv) matches no "
+            "contract output",
+        ),
+        (
+            {"FAKE_HEF_NETWORK_GROUPS": "2"},
+            "the compiled HEF has 2 network groups (tcn_encoder, tcn_encoder_2); expected "
+            "exactly one (tcn_encoder)",
+        ),
+    ],
+    ids=["wrong-width", "wrong-width-no-names", "extra-output", "two-network-groups"],
+)
+def test_hef_streams_that_break_the_contract_are_refused_and_old_artifacts_kept(
+    run_cli: Callable[..., Run],
+    workspace: Path,
+    fake_dfc: dict[str, Any],
+    knob: dict[str, str],
+    expected: str,
+) -> None:
+    assert run_cli("--target", "hailo8", env=fake_dfc["env"]).code == 0
+    out = workspace / "artifacts"
+    before = snapshot(out)
+    run = run_cli("--target", "hailo8", "--force", env={**fake_dfc["env"], **knob})
+    assert run.code == 4, run.stderr
+    assert run.summary["error_kind"] == "toolchain"
+    message = run.summary["error"]
+    assert expected in message
+    # The streams HailoRT listed are named in the message.
+    assert "output streams: tcn_encoder/fc2 " in message
+    assert snapshot(out) == before
+    assert [p for p in out.iterdir() if p.is_dir()] == []
+
+
+def test_a_file_that_is_not_a_hef_is_refused(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    env = {**fake_dfc["env"], "FAKE_HEF_GARBAGE": "1"}
+    run = run_cli("--target", "hailo8", env=env)
+    assert run.code == 4
+    message = run.summary["error"]
+    assert "DFC step 'hef-info' failed with exit 1" in message
+    assert "HailoRT cannot read" in message
+    assert "tcn_encoder.hef as a HEF: HailoRTInvalidHEFException('Invalid HEF." in message
+    assert not (workspace / "artifacts" / "tcn_encoder-0.1.0.hef").exists()
+
+
+def test_hef_streams_of_equal_widths_are_told_apart_by_original_names(
+    write_config: Callable[..., Path], workspace: Path
+) -> None:
+    """NUM_MOTIFS 64: both outputs are 64 wide, so only HailoRT's original names can say
+    which stream is which; without them the check refuses rather than guess."""
+    cfg = load_config(write_config(outputs={"latent": [1, 64], "motif_scores": [1, 64]}), workspace)
+    model = onnx.load(cfg.onnx_path)
+    candidates = hailo8.output_candidates(model, cfg.outputs)
+    assert candidates == {
+        "latent": ["latent", "latent_head"],
+        "motif_scores": ["motif_scores", "motif_prob"],
+    }
+
+    def stream(name: str, original: list[str]) -> dict[str, Any]:
+        return {"name": name, "shape": [64], "format_type": "UINT8", "format_order": "NC",
+                "original_names": original}  # fmt: skip
+
+    info = {
+        "network_groups": ["tcn_encoder"],
+        "inputs": [{"name": "tcn_encoder/input_layer1", "shape": [1, 100, 9],
+                    "original_names": []}],
+        "outputs": [stream("tcn_encoder/fc2", ["motif_head", "motif_prob"]),
+                    stream("tcn_encoder/fc1", ["latent_head"])],
+    }  # fmt: skip
+    record = hailo8.check_hef_streams(info, cfg, candidates)
+    assert [(o["contract"], o["name"]) for o in record["outputs"]] == [
+        ("latent", "tcn_encoder/fc1"),
+        ("motif_scores", "tcn_encoder/fc2"),
+    ]
+    for o in info["outputs"]:
+        o["original_names"] = []
+    with pytest.raises(ToolchainError, match="2 unmatched streams of width 64"):
+        hailo8.check_hef_streams(info, cfg, candidates)
+
+
+def test_hailo8_parity_figures_are_measured_and_recorded(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    run = run_cli("--target", "hailo8", env=fake_dfc["env"])
+    assert run.code == 0, run.stderr
+    parity = _manifest(workspace)["parity"]
+    assert run.summary["parity"] == parity
+    # The fake emulator rounds the float model's outputs to 2**-6: at most half a step.
+    for name in ("latent", "motif_scores"):
+        assert 0.0 < parity["max_abs_error"][name] <= 2**-7 + 1e-6
+        assert parity["cosine_similarity"][name] >= 0.999
+        assert parity["max_abs_error"][name] <= parity["thresholds"]["max_abs_error"][name]
+    assert "DFC emulator (SDK_QUANTIZED) on 256 held-out windows" in run.stderr
+    assert "[dfc emulator] dfc_emulate: 256 windows through SDK_QUANTIZED" in run.stderr
+    assert "float ONNX (onnxruntime) on 256 held-out windows" in run.stderr
+    assert "parity latent: max abs error" in run.stderr
+
+
+def test_hailo8_parity_failure_exits_5_before_the_compiler_and_keeps_old_artifacts(
+    run_cli: Callable[..., Run], workspace: Path, fake_dfc: dict[str, Any]
+) -> None:
+    assert run_cli("--target", "hailo8", env=fake_dfc["env"]).code == 0
+    out = workspace / "artifacts"
+    before = snapshot(out)
+    calls = len(_calls(fake_dfc["log"]))
+    env = {**fake_dfc["env"], "FAKE_SDK_QUANT_STEP": "0.5"}
+    run = run_cli("--target", "hailo8", "--force", env=env)
+    assert run.code == 5, run.stderr
+    assert run.summary["error_kind"] == "parity"
+    message = run.summary["error"]
+    assert message.startswith(
+        "INT8 model (the DFC's quantized emulator, SDK_QUANTIZED) fails parity with the "
+        "float model on 256 held-out windows:"
+    )
+    assert "latent: max abs error" in message
+    assert "> threshold 0.15" in message
+    assert "motif_scores: max abs error" in message
+    assert "previous artifacts were left as they were" in message
+    assert snapshot(out) == before
+    assert [p for p in out.iterdir() if p.is_dir()] == []
+    # The long compiler step never ran.
+    steps = [c["argv"][0] for c in _calls(fake_dfc["log"])[calls:]]
+    assert steps == ["--version", "parser", "optimize"]

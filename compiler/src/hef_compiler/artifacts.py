@@ -70,10 +70,15 @@ def build_manifest(
     parity: Mapping[str, Any],
     golden: Mapping[str, Any],
     optimization: Mapping[str, Any] | None = None,
+    hef_streams: Mapping[str, Any] | None = None,
     created_at: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest, in exactly the shape (and key order) the sidecar reads."""
-    return {
+    """The manifest, in exactly the shape (and key order) the sidecar reads.
+
+    ``hef_streams`` (hailo8 only; the key is left out otherwise): the HEF's vstreams
+    as HailoRT reads them, each matched to the contract. The sidecar ignores keys it
+    does not read."""
+    manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "model": cfg.model,
         "version": cfg.version,
@@ -87,10 +92,15 @@ def build_manifest(
         "config_sha256": cfg.sha256,
         "compiler": compiler_info(backend),
         "optimization": dict(optimization) if optimization is not None else None,
-        "parity": dict(parity),
-        "golden": dict(golden),
-        "created_at": created_at or utc_now(),
     }
+    if hef_streams is not None:
+        manifest["hef_streams"] = dict(hef_streams)
+    manifest.update(
+        parity=dict(parity),
+        golden=dict(golden),
+        created_at=created_at or utc_now(),
+    )
+    return manifest
 
 
 def read_checksums(path: Path) -> dict[str, str]:

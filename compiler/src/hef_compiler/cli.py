@@ -186,6 +186,7 @@ def run_compile(
                 parity=parity_block,
                 golden=golden.summary(golden_doc, golden_path.name, golden_sha),
                 optimization=result.optimization,
+                hef_streams=result.hef_streams,
             )
             manifest_path = out / cfg.manifest_name
             artifacts.write_json(manifest_path, manifest)

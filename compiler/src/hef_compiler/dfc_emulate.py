@@ -1,7 +1,9 @@
-"""Run golden windows through the DFC's quantized emulator; run by the DFC's own Python.
+"""Run windows through the DFC's quantized emulator; run by the DFC's own Python.
 
     <dfc>/bin/python dfc_emulate.py --har N_optimized.har --windows in.npy \
         --output out.npz --output-width latent=64 --output-width motif_scores=12
+
+Used for the golden windows and for the held-out parity windows.
 
 Standalone on purpose: the DFC's environment has ``hailo_sdk_client`` and numpy but not
 this package. Written against the DFC's documented Python API (not run here: the DFC is

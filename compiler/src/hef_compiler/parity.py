@@ -7,7 +7,7 @@ Figures per output over the held-out windows:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from hef_compiler.config import ParitySpec
+from hef_compiler import progress
+from hef_compiler.config import ModelConfig, ParitySpec
+from hef_compiler.errors import ParityError
 
 # No telemetry from a build job (and on a read-only root it only warns).
 ort.disable_telemetry_events()
@@ -44,6 +46,40 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+def run_windows(
+    model: Path, windows: np.ndarray, input_name: str, outputs: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """``model`` on each window alone (batch 1): ``{output: (N, values per window)}``."""
+    sess = session(model)
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
+    for window in windows:
+        got = sess.run(list(outputs), {input_name: window[None, ...].astype(np.float32)})
+        for name, value in zip(outputs, got, strict=True):
+            rows[name].append(np.asarray(value).ravel())
+    return {name: np.stack(values) for name, values in rows.items()}
+
+
+def measure(
+    expected: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], outputs: Sequence[str]
+) -> ParityFigures:
+    """How far ``got`` strays from ``expected``: per output, arrays with one row per
+    window (any trailing shape; compared flattened per window)."""
+    max_abs = dict.fromkeys(outputs, 0.0)
+    cos = dict.fromkeys(outputs, 1.0)
+    count = 0
+    for name in outputs:
+        e_all = np.asarray(expected[name], dtype=np.float64)
+        g_all = np.asarray(got[name], dtype=np.float64)
+        e_all, g_all = e_all.reshape(len(e_all), -1), g_all.reshape(len(g_all), -1)
+        if e_all.shape != g_all.shape:
+            raise ValueError(f"{name}: shapes {e_all.shape} and {g_all.shape} differ")
+        count = len(e_all)
+        for e64, g64 in zip(e_all, g_all, strict=True):
+            max_abs[name] = max(max_abs[name], float(np.max(np.abs(e64 - g64))))
+            cos[name] = min(cos[name], _cosine(e64, g64))
+    return ParityFigures(max_abs_error=max_abs, cosine_similarity=cos, windows=count)
+
+
 def compare(
     reference: Path,
     candidate: Path,
@@ -52,18 +88,11 @@ def compare(
     outputs: Sequence[str],
 ) -> ParityFigures:
     """Run both models on every window and measure how far ``candidate`` strays."""
-    ref, cand = session(reference), session(candidate)
-    max_abs = dict.fromkeys(outputs, 0.0)
-    cos = dict.fromkeys(outputs, 1.0)
-    for window in windows:
-        feed = {input_name: window[None, ...].astype(np.float32)}
-        expected = ref.run(list(outputs), feed)
-        got = cand.run(list(outputs), feed)
-        for name, e, g in zip(outputs, expected, got, strict=True):
-            e64, g64 = e.astype(np.float64).ravel(), g.astype(np.float64).ravel()
-            max_abs[name] = max(max_abs[name], float(np.max(np.abs(e64 - g64))))
-            cos[name] = min(cos[name], _cosine(e64, g64))
-    return ParityFigures(max_abs_error=max_abs, cosine_similarity=cos, windows=len(windows))
+    return measure(
+        run_windows(reference, windows, input_name, outputs),
+        run_windows(candidate, windows, input_name, outputs),
+        outputs,
+    )
 
 
 def failures(figures: ParityFigures, spec: ParitySpec) -> list[str]:
@@ -78,6 +107,28 @@ def failures(figures: ParityFigures, spec: ParitySpec) -> list[str]:
         if not value >= limit:
             out.append(f"{name}: cosine similarity {value:.6f} < threshold {limit:.6f}")
     return out
+
+
+def enforce(figures: ParityFigures, cfg: ModelConfig, subject: str) -> None:
+    """Print the figures against the config's thresholds; raise ParityError when any is
+    missed. ``subject``: what was measured, e.g. "INT8 model"."""
+    spec = cfg.parity
+    for name in cfg.outputs:
+        progress.say(
+            f"parity {name}: max abs error {figures.max_abs_error[name]:.6g} "
+            f"(<= {spec.max_abs_error[name]:.6g}), "
+            f"min cosine similarity {figures.cosine_similarity[name]:.6f} "
+            f"(>= {spec.min_cosine_similarity[name]:.6f})"
+        )
+    missed = failures(figures, spec)
+    if missed:
+        raise ParityError(
+            f"{subject} fails parity with the float model on "
+            f"{figures.windows} held-out windows:\n"
+            + "\n".join(f"  - {m}" for m in missed)
+            + "\n(thresholds: key 'parity' in "
+            f"{cfg.source}; previous artifacts were left as they were)"
+        )
 
 
 def as_manifest(figures: ParityFigures | None, spec: ParitySpec) -> dict[str, Any]:

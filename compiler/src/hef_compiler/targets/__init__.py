@@ -24,6 +24,9 @@ class BuildResult:
     parity: ParityFigures | None
     # hailo8: the DFC's optimization level, how it was set, and what the DFC said about it.
     optimization: dict[str, Any] | None = None
+    # hailo8: the HEF's network group and vstreams as HailoRT reads them, each matched
+    # to the contract's input or output.
+    hef_streams: dict[str, Any] | None = None
 
 
 class Target(Protocol):

@@ -23,7 +23,6 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from hef_compiler import calibration as calib
 from hef_compiler import parity, progress
 from hef_compiler.config import ModelConfig
-from hef_compiler.errors import ParityError
 from hef_compiler.golden import GoldenOutputs
 from hef_compiler.onnx_check import ValidatedModel
 from hef_compiler.targets import BuildResult
@@ -85,35 +84,14 @@ class CpuTarget:
             f"parity check against the float model on {len(holdout)} held-out windows"
         ):
             figures = parity.compare(cfg.onnx_path, out, holdout, cfg.input_name, list(cfg.outputs))
-        for name in cfg.outputs:
-            progress.say(
-                f"parity {name}: max abs error {figures.max_abs_error[name]:.6g} "
-                f"(<= {cfg.parity.max_abs_error[name]:.6g}), "
-                f"min cosine similarity {figures.cosine_similarity[name]:.6f} "
-                f"(>= {cfg.parity.min_cosine_similarity[name]:.6f})"
-            )
-        missed = parity.failures(figures, cfg.parity)
-        if missed:
-            raise ParityError(
-                "INT8 model fails parity with the float model on "
-                f"{figures.windows} held-out windows:\n"
-                + "\n".join(f"  - {m}" for m in missed)
-                + "\n(thresholds: key 'parity' in "
-                f"{cfg.source}; previous artifacts were left as they were)"
-            )
+        parity.enforce(figures, cfg, "INT8 model")
         return BuildResult(artifact=out, backend=self.backend(), parity=figures)
 
     def reference(
         self, cfg: ModelConfig, work: Path, artifact: Path, windows: np.ndarray
     ) -> GoldenOutputs:
-        session = parity.session(artifact)
-        names = list(cfg.outputs)
-        rows: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for window in windows:
-            got = session.run(names, {cfg.input_name: window[None, ...].astype(np.float32)})
-            for name, value in zip(names, got, strict=True):
-                rows[name].append(np.asarray(value, dtype=np.float32).ravel())
+        outputs = parity.run_windows(artifact, windows, cfg.input_name, list(cfg.outputs))
         return GoldenOutputs(
-            outputs={name: np.stack(values) for name, values in rows.items()},
+            outputs={name: value.astype(np.float32) for name, value in outputs.items()},
             produced_by=f"onnxruntime {ort.__version__} (CPU) on the INT8 artifact",
         )

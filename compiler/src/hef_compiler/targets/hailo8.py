@@ -10,8 +10,20 @@ The DFC is licensed and never part of the compiler image. It is mounted at run t
     <dfc>/bin/python dfc_har_info.py --har N.har        -> the input layer's shape
     hailo optimize N.har --hw-arch hailo8 --calib-set-path calib_set.npy
           --output-har-path N_optimized.har [--model-script S.alls]
+    <dfc>/bin/python dfc_emulate.py --har N_optimized.har ...  -> INT8 parity
     hailo compiler N_optimized.har --hw-arch hailo8 --output-dir D
           --output-har-path N_compiled.har                      -> D/N.hef
+    <dfc>/bin/python dfc_hef_info.py --hef D/N.hef      -> the HEF's streams
+
+Two checks around the compiler. Parity: the DFC's quantized emulator (SDK_QUANTIZED
+on the optimized HAR, as for the golden vectors) and the float ONNX (onnxruntime) run
+on the held-out windows; the figures must meet the config's ``parity`` thresholds
+(else exit 5, before the compiler runs) and go into the manifest. Streams: HailoRT's
+``hailo_platform.HEF`` (in the DFC environment: the DFC wheel depends on the hailort
+wheel) lists the HEF's network groups and vstreams; one network group, one input
+stream of one window and one output stream per contract output (matched by the ONNX
+names among the stream's original names, else by width) are required (else exit 4),
+and the streams are recorded in the manifest's ``hef_streams``.
 
 The DFC runs in a scratch directory (it writes its own logs into the working
 directory), with HOME and TMPDIR inside it too: the job runs with a read-only root and
@@ -22,8 +34,10 @@ file, its path comes from ``HAILO_DFC_LICENSE_FILE`` in the environment (mounted
 read-only): it is checked to exist and passed through in the environment, never read,
 copied or recorded.
 
-NOT EXERCISED HERE: no DFC is installable in this project's lab; the tests check the
-exact argv lists, the guardrails, and the sequence against a fake ``hailo``.
+NOT EXERCISED HERE: no DFC or HailoRT is installable in this project's lab; the tests
+check the exact argv lists, the guardrails, and the sequence against a fake ``hailo``,
+and both checks above only against fake ``hailo_sdk_client`` and ``hailo_platform``
+modules written from Hailo's documented (DFC) and published (HailoRT) Python APIs.
 """
 
 from __future__ import annotations
@@ -36,20 +50,22 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from hef_compiler import calibration as calib
-from hef_compiler import progress
+from hef_compiler import parity, progress
 from hef_compiler.artifacts import STAGING_PREFIX
 from hef_compiler.config import ModelConfig
 from hef_compiler.errors import ConfigError, ToolchainError
 from hef_compiler.golden import GoldenOutputs
 from hef_compiler.onnx_check import ValidatedModel
+from hef_compiler.parity import ParityFigures
 from hef_compiler.targets import BuildResult
 
 ENV_HOME = "HAILO_DFC_HOME"
@@ -58,6 +74,8 @@ DFC_EXECUTABLE = "hailo"
 # Run by the DFC's own interpreter (beside `hailo`): they need hailo_sdk_client.
 EMULATE_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_emulate.py"
 HAR_INFO_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_har_info.py"
+# Needs HailoRT's hailo_platform, which the DFC wheel depends on.
+HEF_INFO_SCRIPT = Path(__file__).resolve().parents[1] / "dfc_hef_info.py"
 WHERE_TO_GET = (
     "The Hailo Dataflow Compiler is a licensed download from the Hailo Developer Zone "
     "(https://hailo.ai/developer-zone/software-downloads/, sign-in required). Install it "
@@ -441,6 +459,121 @@ def _collect_hef(cmds: DfcCommands, before: set[Path]) -> Path:
     )
 
 
+def output_candidates(model: onnx.ModelProto, outputs: Iterable[str]) -> dict[str, list[str]]:
+    """Per contract output, the ONNX names HailoRT may list among a vstream's original
+    names: the output tensor's own name and the node that produces it (an end node,
+    e.g. ``motif_prob`` for ``motif_scores``)."""
+    producers = {out: node.name for node in model.graph.node for out in node.output if node.name}
+    return {name: [n for n in (name, producers.get(name)) if n] for name in outputs}
+
+
+def _width(stream: Mapping[str, Any]) -> int:
+    return int(np.prod([int(d) for d in stream["shape"]]))
+
+
+def _describe(stream: Mapping[str, Any]) -> str:
+    names = ", ".join(stream.get("original_names") or []) or "no original names"
+    return f"{stream['name']} {list(stream['shape'])} ({_width(stream)} values; from {names})"
+
+
+def check_hef_streams(
+    info: Mapping[str, Any], cfg: ModelConfig, candidates: Mapping[str, list[str]]
+) -> dict[str, Any]:
+    """Check the HEF's vstreams (``dfc_hef_info.py``'s JSON) against the contract and
+    return the manifest's ``hef_streams``.
+
+    Exactly one network group and one input stream holding one window; each contract
+    output is matched to an output stream first by its ONNX names (``candidates``) among
+    the stream's original names, else by width (values per window), and must have the
+    contract's width; every output stream must be matched."""
+    groups = [str(g) for g in info.get("network_groups") or []]
+    inputs = list(info.get("inputs") or [])
+    outputs = list(info.get("outputs") or [])
+    listing = (
+        "HEF input streams: "
+        + ("; ".join(_describe(s) for s in inputs) or "none")
+        + "; output streams: "
+        + ("; ".join(_describe(s) for s in outputs) or "none")
+    )
+    if len(groups) != 1:
+        raise ToolchainError(
+            f"the compiled HEF has {len(groups)} network groups ({', '.join(groups) or 'none'}); "
+            f"expected exactly one ({cfg.net_name}). {listing}"
+        )
+    in_name, in_shape = next(iter(cfg.inputs.items()))
+    want_in = int(np.prod(in_shape[1:]))
+    if len(inputs) != 1 or _width(inputs[0]) != want_in:
+        raise ToolchainError(
+            f"the compiled HEF has {len(inputs)} input stream(s); expected exactly one holding "
+            f"one window of {want_in} values (contract input {in_name} {list(in_shape)}); "
+            f"check dfc.start_node_names. {listing}"
+        )
+    matched: dict[str, tuple[dict[str, Any], str]] = {}
+    problems: list[str] = []
+    ambiguous: set[str] = set()
+    for name in cfg.outputs:
+        hits = [s for s in outputs if set(s.get("original_names") or []) & set(candidates[name])]
+        if len(hits) > 1:
+            ambiguous.add(name)
+            problems.append(
+                f"{name}: {len(hits)} streams come from {' / '.join(candidates[name])}: "
+                + ", ".join(s["name"] for s in hits)
+            )
+        elif hits:
+            matched[name] = (hits[0], "original_name")
+    by_stream: dict[str, list[str]] = {}
+    for name, (stream, _) in matched.items():
+        by_stream.setdefault(stream["name"], []).append(name)
+    for stream_name, names in by_stream.items():
+        if len(names) > 1:
+            problems.append(f"stream {stream_name} comes from the ONNX names of {', '.join(names)}")
+    for name, shape in cfg.outputs.items():
+        if name in matched or name in ambiguous:
+            continue
+        want = int(np.prod(shape[1:]))
+        free = [s for s in outputs if s["name"] not in by_stream and _width(s) == want]
+        if len(free) == 1:
+            matched[name] = (free[0], "width")
+            by_stream[free[0]["name"]] = [name]
+        else:
+            problems.append(
+                f"{name}: no stream from {' / '.join(candidates[name])}, and "
+                f"{len(free)} unmatched streams of width {want} (expected one)"
+            )
+    for name, (stream, how) in matched.items():
+        want = int(np.prod(cfg.outputs[name][1:]))
+        if _width(stream) != want:
+            problems.append(
+                f"{name}: stream {stream['name']} (matched by {how.replace('_', ' ')}) holds "
+                f"{_width(stream)} values per window, the contract has {want} "
+                f"({name} {list(cfg.outputs[name])})"
+            )
+    problems += [
+        f"stream {_describe(s)} matches no contract output"
+        for s in outputs
+        if s["name"] not in by_stream
+    ]
+    if problems:
+        expected = ", ".join(
+            f"{name} {list(shape)} (from {' / '.join(candidates[name])})"
+            for name, shape in cfg.outputs.items()
+        )
+        raise ToolchainError(
+            "the compiled HEF's output streams do not match the contract:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + f"\n  expected: {expected}\n  {listing}\n"
+            "(check dfc.end_node_names in the model config)"
+        )
+    return {
+        "network_group": groups[0],
+        "inputs": [{**inputs[0], "contract": in_name}],
+        "outputs": [
+            {**matched[name][0], "contract": name, "matched_by": matched[name][1]}
+            for name in cfg.outputs
+        ],
+    }
+
+
 class Hailo8Target:
     name = "hailo8"
 
@@ -495,6 +628,51 @@ class Hailo8Target:
         progress.say(f"parsed input layer shape: {shape} ({inputs[0]['name']})")
         return shape
 
+    def hef_streams(self, hef: Path, dfc_dir: Path, env: Mapping[str, str]) -> dict[str, Any]:
+        """The HEF's network groups and vstreams, read by HailoRT (``dfc_hef_info.py``)."""
+        out = dfc_dir / "hef_info.json"
+        argv = [str(self.python()), str(HEF_INFO_SCRIPT), "--hef", str(hef), "--output", str(out)]
+        with progress.step("HailoRT: reading the HEF's network groups and streams"):
+            run_step("hef-info", argv, env, dfc_dir)
+        _expect(out, "hef-info")
+        info = json.loads(out.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ToolchainError(f"{out}: not a JSON object")
+        return info
+
+    def emulate(
+        self, cfg: ModelConfig, dfc_dir: Path, windows: np.ndarray, stem: str, label: str
+    ) -> dict[str, np.ndarray]:
+        """The DFC's quantized emulator (SDK_QUANTIZED, ``dfc_emulate.py``) on the
+        optimized HAR: ``{output: (N, values per window)}`` for ``windows`` (N, 100, 9).
+        Used for the golden vectors and for parity; files ``<stem>_*`` in ``dfc_dir``."""
+        har = dfc_dir / f"{cfg.net_name}_optimized.har"
+        _expect(har, "optimize")
+        python = self.python()
+        given = calib.save_windows(windows, dfc_dir / f"{stem}_windows.npy")
+        out = dfc_dir / f"{stem}_outputs.npz"
+        argv = [str(python), str(EMULATE_SCRIPT), "--har", str(har), "--windows", str(given)]
+        argv += ["--output", str(out)]
+        for name, shape in cfg.outputs.items():
+            argv += ["--output-width", f"{name}={int(np.prod(shape[1:]))}"]
+        with progress.step(f"DFC emulator (SDK_QUANTIZED) on {len(windows)} {label} windows"):
+            run_step("emulator", argv, scratch_env(self.env, dfc_dir), dfc_dir)
+        _expect(out, "emulator")
+        with np.load(out, allow_pickle=False) as data:
+            return {name: data[name].astype(np.float32) for name in cfg.outputs}
+
+    def measure_parity(self, cfg: ModelConfig, dfc_dir: Path) -> ParityFigures:
+        """The quantized emulator against the float ONNX (onnxruntime) on the held-out
+        windows; raises ParityError when a threshold is missed."""
+        holdout = calib.holdout_windows(cfg.parity.holdout_windows, cfg.parity.holdout_seed)
+        quantized = self.emulate(cfg, dfc_dir, holdout, "holdout", "held-out")
+        names = list(cfg.outputs)
+        with progress.step(f"float ONNX (onnxruntime) on {len(holdout)} held-out windows"):
+            expected = parity.run_windows(cfg.onnx_path, holdout, cfg.input_name, names)
+        figures = parity.measure(expected, quantized, names)
+        parity.enforce(figures, cfg, "INT8 model (the DFC's quantized emulator, SDK_QUANTIZED)")
+        return figures
+
     def build(
         self,
         cfg: ModelConfig,
@@ -540,14 +718,31 @@ class Hailo8Target:
             output = run_step("optimize", cmds.optimize, env, dfc_dir)
         _expect(cmds.optimized_har, "optimize")
         optimization = optimization_record(cfg, windows, output)
+        # Before the compiler (the long step): a model that misses parity is not compiled.
+        figures = self.measure_parity(cfg, dfc_dir)
         before = set(dfc_dir.glob("*.hef"))
         with progress.step("DFC compiler (HAR -> HEF)"):
             run_step("compiler", cmds.compile, env, dfc_dir)
         hef = _collect_hef(cmds, before)
+        streams = check_hef_streams(
+            self.hef_streams(hef, dfc_dir, env),
+            cfg,
+            output_candidates(model.model, cfg.outputs),
+        )
+        for kind in ("inputs", "outputs"):
+            for item in streams[kind]:
+                progress.say(
+                    f"HEF {kind[:-1]} {item['name']} {item['shape']} -> {item['contract']}"
+                    + (f" (matched by {item['matched_by']})" if "matched_by" in item else "")
+                )
         artifact = work / artifact_name
         os.replace(hef, artifact)
         return BuildResult(
-            artifact=artifact, backend=backend, parity=None, optimization=optimization
+            artifact=artifact,
+            backend=backend,
+            parity=figures,
+            optimization=optimization,
+            hef_streams=streams,
         )
 
     def reference(
@@ -555,21 +750,7 @@ class Hailo8Target:
     ) -> GoldenOutputs:
         """The DFC's quantized emulator (SDK_QUANTIZED) on the optimized HAR: the numbers
         the Hailo-8 is meant to give for this HEF."""
-        dfc_dir = work / "dfc"
-        har = dfc_dir / f"{cfg.net_name}_optimized.har"
-        _expect(har, "optimize")
-        python = self.python()
-        given = calib.save_windows(windows, dfc_dir / "golden_windows.npy")
-        out = dfc_dir / "golden_outputs.npz"
-        argv = [str(python), str(EMULATE_SCRIPT), "--har", str(har), "--windows", str(given)]
-        argv += ["--output", str(out)]
-        for name, shape in cfg.outputs.items():
-            argv += ["--output-width", f"{name}={int(np.prod(shape[1:]))}"]
-        with progress.step(f"DFC emulator (SDK_QUANTIZED) on {len(windows)} golden windows"):
-            run_step("emulator", argv, scratch_env(self.env, dfc_dir), dfc_dir)
-        _expect(out, "emulator")
-        with np.load(out, allow_pickle=False) as data:
-            outputs = {name: data[name].astype(np.float32) for name in cfg.outputs}
+        outputs = self.emulate(cfg, work / "dfc", windows, "golden", "golden")
         return GoldenOutputs(
             outputs=outputs, produced_by=f"{self.backend()} quantized emulator (SDK_QUANTIZED)"
         )
