@@ -11,7 +11,17 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo -E)
 PY_PACKAGES := sidecar/pyproject.toml compiler/pyproject.toml
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: pipeline test venv lab lab-up lab-down rollback lint pytest molecule clean-venv
+.PHONY: help pipeline test venv lab lab-up lab-down rollback lint pytest molecule clean-venv \
+	$(addprefix molecule-,$(SCENARIOS))
+# A bare `make` prints the targets below rather than starting the lab as root.
+.DEFAULT_GOAL := help
+
+## help: list these targets (from their `## target: text` comments)
+help:
+	@awk '/^## [^ ]+:/ { sub(/^## /, ""); i = index($$0, ":"); \
+		printf "  %-20s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2); next } \
+		/^##  / { sub(/^## +/, ""); printf "  %-20s   %s\n", "", $$0 }' $(firstword $(MAKEFILE_LIST))
+	@echo "  scenarios: $(SCENARIOS)"
 
 ## pipeline: bring the local lab up and run the main job (playbooks/site.yml) against it
 pipeline: lab venv lab-up
@@ -20,6 +30,7 @@ pipeline: lab venv lab-up
 ## test: every check: lint, pytest, and molecule test for every scenario
 test: lab venv lint pytest molecule
 
+## venv: the virtualenv .venv, pinned by pyproject.toml and constraints.txt (remade when they change)
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt $(PY_PACKAGES)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || \
@@ -53,17 +64,26 @@ rollback: venv
 lab-down: venv
 	ansible-playbook lab/down.yml
 
+## lint: yamllint --strict, ansible-lint (production profile), ruff check, ruff format --check
 lint: venv
 	yamllint --strict .
 	ansible-lint
 	ruff check .
 	ruff format --check .
 
+## pytest: the unit and integration tests (tests/, compiler/tests, sidecar/tests)
 pytest: venv
 	pytest
 
+## molecule: molecule test for every scenario under molecule/, one after the other
 molecule: venv lab
 	@set -e; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
 
+## molecule-<scenario>: molecule test for that scenario alone, as `make molecule` runs it
+##   (one target per directory of molecule/ with a molecule.yml; CI runs one job each)
+$(addprefix molecule-,$(SCENARIOS)): molecule-%: venv lab
+	@echo "== molecule test -s $*"; molecule test -s $*
+
+## clean-venv: remove the virtualenv
 clean-venv:
 	rm -rf $(VENV)
