@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from ansible.errors import AnsibleFilterError
 from sidecar_deploy_modules import filters
 
 RELEASE = {"digest": "sha256:" + "a" * 64, "model": "m", "version": "0.2.0", "sha256": "f" * 64}
@@ -52,3 +54,46 @@ def test_only_a_dead_run_of_this_controller_loses_its_lease() -> None:
 
 def test_the_controller_pid_is_this_process_outside_a_worker() -> None:
     assert filters.controller_pid() == os.getpid()
+
+
+# release.json as roles/sidecar_image/tasks/record.yml writes it (schema 1), trimmed.
+def image(name: str, digest: str) -> dict[str, str]:
+    repo = f"reg:5000/hailo-pipeline/{name}"
+    return {"image": repo, "tag": "0.1.0", "digest": digest, "reference": f"{repo}@{digest}"}
+
+
+RUNTIME = image("hailo-runtime", "sha256:" + "1" * 64)
+MODEL = image("tcn-encoder", "sha256:" + "2" * 64)
+OTHER = image("other-model", "sha256:" + "3" * 64)
+RELEASE_DOC = {
+    "schema": 1,
+    "deploy": {"name": "other-model", **OTHER, "platforms": ["linux/arm64"]},
+    "images": {"hailo-runtime": RUNTIME, "tcn-encoder": MODEL, "other-model": OTHER},
+}
+
+
+def test_the_deploy_runs_the_image_the_build_names_for_the_pis() -> None:
+    # Not the first model, nor "tcn-encoder": the record's `deploy` entry.
+    assert filters.release_image(RELEASE_DOC)["reference"] == OTHER["reference"]
+    assert filters.release_image(RELEASE_DOC, "")["reference"] == OTHER["reference"]
+    assert filters.release_image(RELEASE_DOC, None)["tag"] == "0.1.0"
+
+
+def test_an_explicit_image_name_picks_that_image_of_the_record() -> None:
+    assert filters.release_image(RELEASE_DOC, "hailo-runtime") == RUNTIME
+    assert filters.release_image(RELEASE_DOC, "tcn-encoder") == MODEL
+
+
+def test_a_missing_entry_says_what_the_record_has() -> None:
+    has = r"hailo-runtime, other-model, tcn-encoder"
+    with pytest.raises(AnsibleFilterError, match=rf"no image 'nope'.*{has}"):
+        filters.release_image(RELEASE_DOC, "nope")
+    no_deploy = {k: v for k, v in RELEASE_DOC.items() if k != "deploy"}
+    with pytest.raises(AnsibleFilterError, match=r"no `deploy` entry.*sidecar_deploy_image_name"):
+        filters.release_image(no_deploy)
+    with pytest.raises(AnsibleFilterError, match=r"no `deploy` entry"):
+        filters.release_image({**RELEASE_DOC, "deploy": "tcn-encoder"})
+    with pytest.raises(AnsibleFilterError, match=r"not a release record"):
+        filters.release_image(["not", "a", "mapping"])
+    with pytest.raises(AnsibleFilterError, match=r"no image 'tcn-encoder'"):
+        filters.release_image({"deploy": OTHER}, "tcn-encoder")

@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 # What makes two releases the same (the record's identity, module_utils/hailo_sidecar_host.py).
 IDENTITY = ("digest", "model", "version", "sha256")
 
@@ -61,6 +63,36 @@ def dead_run(holder: Mapping[str, Any] | None, owner: str) -> str:
     return "" if os.path.exists(f"/proc/{int(holder['pid'])}") else str(holder.get("run_id", ""))
 
 
+def release_image(release_doc: Any, override: str | None = "") -> dict[str, Any]:
+    """The image of a release record (artifacts/release.json, roles/sidecar_image) the
+    deploy runs: its `deploy` entry (the image the build says the Pis run), or, when
+    `override` (sidecar_deploy_image_name) is set, `images[override]`. Fails with what
+    the record has when the entry is missing."""
+    if not isinstance(release_doc, Mapping):
+        raise AnsibleFilterError(
+            f"the release record is not a release record (a JSON object): {release_doc!r:.200}"
+        )
+    images = release_doc.get("images")
+    names = ", ".join(sorted(images)) if isinstance(images, Mapping) and images else "none"
+    if override:
+        entry = images.get(override) if isinstance(images, Mapping) else None
+        if not isinstance(entry, Mapping):
+            raise AnsibleFilterError(
+                f"the release record has no image {override!r} (sidecar_deploy_image_name) under "
+                f"images; it has: {names}. Set sidecar_deploy_image_name to one of them, or leave "
+                "it empty for the record's deploy entry."
+            )
+        return dict(entry)
+    entry = release_doc.get("deploy")
+    if not isinstance(entry, Mapping):
+        raise AnsibleFilterError(
+            "the release record has no `deploy` entry (the image the Pis run; "
+            "playbooks/build_image.yml writes it): build the images again, or set "
+            f"sidecar_deploy_image_name to one of its images: {names}."
+        )
+    return dict(entry)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -68,4 +100,5 @@ class FilterModule:
             "hailo_sidecar_restore_outcome": restore_outcome,
             "hailo_sidecar_controller_pid": controller_pid,
             "hailo_sidecar_dead_run": dead_run,
+            "hailo_sidecar_release_image": release_image,
         }
