@@ -3,10 +3,15 @@
 hailort_plan: which of the site's HailoRT files each platform's runtime build takes, or
 what is wrong with sidecar_image_hailort_version / sidecar_image_hailort_sources.
 hailort_file_problems: what the files on GPUSrv say against their pinned sha256.
+files_digest: sha256 over files' names and contents (read on the controller by lookups).
+model_version / model_image: a model image's MODEL_VERSION and its description.
+build_plan: the builds per image and platform, each with its build arguments and key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
 import re
 from collections.abc import Mapping
@@ -23,6 +28,12 @@ _WHERE = (
 )
 _MACHINE = {"arm64": "aarch64", "amd64": "x86_64"}
 _KINDS = {"deb": ".deb", "wheel": ".whl"}
+# The model version a model image's Dockerfile sets (ENV MODEL_VERSION=... or a
+# continuation line of an ENV).
+_MODEL_VERSION = re.compile(r"(?m)^\s*(?:ENV\s+)?MODEL_VERSION=(\S+)")
+_SEPARATOR = "\\n"
+# Length of a build's key (hex digits of its sha256), in the images' label.
+_KEY_LENGTH = 24
 
 
 def _where(version: str, arch: str) -> str:
@@ -95,9 +106,125 @@ def hailort_file_problems(results: list[Mapping[str, Any]]) -> list[str]:
     return problems
 
 
+def files_digest(paths: list[str], contents: list[str]) -> str:
+    """sha256 (hex) over each file's path and content, all joined by a backslash and an
+    "n" (two characters, not a newline: what the Jinja this replaced, `map('join', '\\n')`
+    in a folded YAML scalar, joined with; the images already built carry keys made so)."""
+    if len(paths) != len(contents):
+        raise ValueError(f"files_digest: {len(paths)} paths but {len(contents)} contents")
+    parts = (f"{path}{_SEPARATOR}{content}" for path, content in zip(paths, contents, strict=True))
+    return hashlib.sha256(_SEPARATOR.join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def model_version(dockerfile: str) -> str:
+    """The MODEL_VERSION a model image's Dockerfile sets; "" when it sets none."""
+    match = _MODEL_VERSION.search(str(dockerfile or ""))
+    return match.group(1) if match else ""
+
+
+def model_image(
+    name: str,
+    files: list[str],
+    contents: list[str],
+    dockerfile: str,
+    prefix: str,
+    context_dir: str,
+    revision_tags: list[str],
+) -> dict[str, Any]:
+    """A model image (models/<name>/): its repository, version and tags, its build context
+    on GPUSrv, its files (relative to the context's parent) and their digest. ``files``
+    are relative to models/<name>/ and ``contents`` theirs, in the same order."""
+    version = model_version(dockerfile)
+    if not version:
+        raise ValueError(
+            f"models/{name}/Dockerfile sets no MODEL_VERSION (ENV MODEL_VERSION=<semver>)"
+        )
+    return {
+        "name": name,
+        "kind": "model",
+        "repo": f"{prefix}/{name}",
+        "version": version,
+        "tags": [version, *revision_tags],
+        "context": f"{context_dir}/models/{name}",
+        "paths": [f"models/{name}/{path}" for path in files],
+        "digest": files_digest(files, contents),
+    }
+
+
+def _key(args: Mapping[str, Any], *parts: Any) -> str:
+    """A build's key: sha256 over its arguments and what else went into it. The arguments
+    are serialised as Ansible's to_json does (json.dumps' defaults: insertion order, ", "
+    and ": ", ASCII), which is what the keys of images already built were made from."""
+    text = json.dumps(args) + "".join(str(part) for part in parts)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:_KEY_LENGTH]
+
+
+def _build(image: Mapping[str, Any], arch: str, args: dict[str, Any], key: str) -> dict[str, Any]:
+    # The local tag <repo>:<version>-<arch> is also pushed: the manifest lists point at it.
+    return {
+        "image": image["name"],
+        "kind": image["kind"],
+        "arch": arch,
+        "platform": f"linux/{arch}",
+        "ref": f"{image['repo']}:{image['version']}-{arch}",
+        "context": image["context"],
+        "args": args,
+        "key": key,
+    }
+
+
+def build_plan(
+    images: list[Mapping[str, Any]],
+    archs: list[str],
+    base_refs: Mapping[str, str],
+    base_ids: Mapping[str, str],
+    wheel_key: str,
+    revision: str,
+    source: str,
+    hailort_version: str,
+    hailort_files: list[Mapping[str, str]],
+) -> list[dict[str, Any]]:
+    """The builds: the runtime image per arch, then each model image per arch FROM that
+    arch's runtime (pinned to its version). A runtime's key covers its build arguments,
+    its files' digest, the wheelhouse, the arch, the base image's identity and HailoRT's
+    files; a model's, its arguments, its files, the arch and its runtime's key."""
+    runtimes = [image for image in images if image["kind"] == "runtime"]
+    if len(runtimes) != 1:
+        raise ValueError(f"build_plan: expected one runtime image, got {len(runtimes)}")
+    runtime = runtimes[0]
+    missing = [arch for arch in archs if arch not in base_refs or arch not in base_ids]
+    if missing:
+        raise ValueError(f"build_plan: no base image (ref and identity) for {', '.join(missing)}")
+    builds: list[dict[str, Any]] = []
+    for arch in archs:
+        args = {
+            "BASE_IMAGE": base_refs[arch],
+            "VERSION": runtime["version"],
+            "REVISION": revision,
+            "SOURCE": source,
+            "HAILORT_VERSION": hailort_version,
+        }
+        hailort = ",".join(f["sha256"] for f in hailort_files if f["arch"] == arch)
+        key = _key(args, runtime["digest"], wheel_key, arch, base_ids[arch], hailort)
+        builds.append(_build(runtime, arch, args, key))
+    by_arch = {build["arch"]: build for build in builds}
+    for image in images:
+        if image["kind"] != "model":
+            continue
+        for arch in archs:
+            base = by_arch[arch]
+            args = {"RUNTIME_IMAGE": base["ref"], "REVISION": revision, "SOURCE": source}
+            builds.append(_build(image, arch, args, _key(args, image["digest"], arch, base["key"])))
+    return builds
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "sidecar_image_hailort_plan": hailort_plan,
             "sidecar_image_hailort_file_problems": hailort_file_problems,
+            "sidecar_image_files_digest": files_digest,
+            "sidecar_image_model_version": model_version,
+            "sidecar_image_model_image": model_image,
+            "sidecar_image_build_plan": build_plan,
         }
