@@ -199,13 +199,11 @@ def start_playbook(
     args: tuple[str, ...] = (),
     new_session: bool = False,
 ) -> subprocess.Popen[str]:
-    """ansible-playbook with the converge's settings (where the artifacts are), started
-    (new_session: in its own process group, for a test to kill it with its workers)."""
-    base = {
-        "sidecar_deploy_artifacts_dir": str(ARTIFACTS),
-        "sidecar_deploy_release_file": str(ARTIFACTS / "release.json"),
-        "sidecar_deploy_model_config": str(REPO / "hailo_models" / "tcn_encoder.yaml"),
-    }
+    """ansible-playbook with the converge's setting (where the artifacts are: every role's
+    path defaults follow it), started (new_session: in its own process group, for a test
+    to kill it with its workers). A test's own sidecar_deploy_artifacts_dir (another
+    compile output) leaves sidecar_deploy_release_file on the converge's release.json."""
+    base = {"hailo_pipeline_artifacts_dir": str(ARTIFACTS)}
     return subprocess.Popen(
         [
             "ansible-playbook",
