@@ -3,19 +3,13 @@ sha256sum files (hef_sha256sum.txt) on GPUSrv and on the controller."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from ansible_local import load_plugin
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "hef_compile_filters", REPO / "roles/hef_compile/filter_plugins/hef_compile.py"
-)
-assert _spec
-assert _spec.loader
-filters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(filters)
+filters = load_plugin("roles/hef_compile/filter_plugins/hef_compile.py")
 
 A, B, C = "a" * 64, "b" * 64, "0123456789abcdef" * 4
 

@@ -13,13 +13,12 @@ with the local connection, the registry role's facts.yml reads a stand-in CA
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from labtools import REPO
+from ansible_local import REPO, ansible_env
 
 CA_PEM = "-----BEGIN CERTIFICATE-----\nstand-in CA\n-----END CERTIFICATE-----\n"
 LAB_REGISTRY = "lab-gpusrv:5000"  # registry_hostname (inventory_hostname) : registry_port
@@ -53,17 +52,9 @@ def run_playbook(tmp_path: Path, playbook: str, *args: str) -> tuple[Path, str]:
     out.mkdir()
     pki.mkdir()
     (pki / "ca.crt").write_text(CA_PEM)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        # The stubs first: they shadow the real sidecar_image and sidecar_deploy roles; the
-        # registry role (its facts.yml) is the real one.
-        "ANSIBLE_ROLES_PATH": f"{roles}:{REPO / 'roles'}",
-        "ANSIBLE_NOCOLOR": "1",
-        # Nothing of this run outside tmp_path: the release report, the lab's passwords.
-        "HAILO_REPORT_DIR": str(tmp_path / "reports"),
-        "LAB_CACHE": str(tmp_path / "cache"),
-    }
+    # The stubs first: they shadow the real sidecar_image and sidecar_deploy roles; the
+    # registry role (its facts.yml) is the real one. The lab's passwords go to tmp_path.
+    env = ansible_env(tmp_path, f"{roles}:{REPO / 'roles'}", LAB_CACHE=str(tmp_path / "cache"))
     extra = {
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,

@@ -14,9 +14,7 @@ outside it. A last test runs the real sidecar_deploy role's inputs with the one 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,9 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
-from labtools import REPO
+from ansible_local import ANSIBLE_PLAYBOOK, REPO, ansible_env
 
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 SHARED = ("hailo_pipeline_root", "hailo_pipeline_artifacts_dir")
 INVENTORIES = ("local", "production")
 
@@ -116,13 +113,7 @@ def render(
         "paths_hosts": "localhost" if inventory is None else "gpusrv[0]:pi_canary[0]",
         **extra,
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(checkout / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "HAILO_REPORT_DIR": str(tmp_path / "reports"),
-    }
+    env = ansible_env(tmp_path, str(checkout / "roles"))
     source = "localhost," if inventory is None else str(REPO / "inventories" / inventory)
     proc = subprocess.run(
         [ANSIBLE_PLAYBOOK, "-i", source, "-e", json.dumps(variables), str(playbook)],
@@ -273,67 +264,3 @@ def test_the_fleet_tests_run_playbooks_with_the_converge_setting() -> None:
     may still point sidecar_deploy_artifacts_dir at another compile output)."""
     text = (REPO / "molecule" / "fleet" / "tests" / "fleet.py").read_text()
     assert 'base = {"hailo_pipeline_artifacts_dir": str(ARTIFACTS)}' in text
-
-
-DEPLOY_INPUTS = """---
-- name: Read the deploy's inputs
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Inputs
-      ansible.builtin.include_role:
-        name: sidecar_deploy
-        tasks_from: inputs
-    - name: Report what was read
-      ansible.builtin.copy:
-        content: >-
-          {{ {'target': _sidecar_deploy_target, 'manifest': _sidecar_deploy_manifest} | to_json }}
-        dest: "{{ out }}"
-        mode: "0644"
-"""
-
-
-def test_the_real_deploy_role_reads_the_moved_artifacts(tmp_path: Path) -> None:
-    """roles/sidecar_deploy's inputs (the real role) with nothing but
-    hailo_pipeline_artifacts_dir: manifest, checksums and release.json are read there."""
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    data = b"stand-in model"
-    sha = hashlib.sha256(data).hexdigest()
-    (moved / "m-0.1.0.onnx").write_bytes(data)
-    (moved / "hef_sha256sum.txt").write_text(f"{sha}  m-0.1.0.onnx\n")
-    manifest = {"model": "m", "version": "0.1.0", "artifact": "m-0.1.0.onnx", "sha256": sha}
-    (moved / "m-0.1.0.manifest.json").write_text(json.dumps(manifest))
-    repo, digest = "reg:5000/hailo-pipeline/m", "sha256:" + "3" * 64
-    image = {"image": repo, "tag": "0.1.0", "digest": digest, "reference": f"{repo}@{digest}"}
-    (moved / "release.json").write_text(
-        json.dumps({"schema": 1, "deploy": {"name": "m", **image}, "images": {"m": image}})
-    )
-    (tmp_path / "play.yml").write_text(DEPLOY_INPUTS)
-    out = tmp_path / "read.json"
-    variables = {
-        "ansible_python_interpreter": sys.executable,
-        "hailo_pipeline_artifacts_dir": str(moved),
-        "sidecar_deploy_model": "m",
-        "sidecar_deploy_model_version": "0.1.0",
-        "out": str(out),
-    }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "HAILO_REPORT_DIR": str(tmp_path / "reports"),
-    }
-    proc = subprocess.run(
-        [
-            ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
-            "-e", json.dumps(variables), str(tmp_path / "play.yml"),
-        ],
-        capture_output=True, text=True, env=env, check=False, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    read = json.loads(out.read_text())
-    assert read["target"]["image"] == image["reference"]
-    assert read["manifest"]["sha256"] == sha
-    assert not (REPO / "artifacts" / "m-0.1.0.manifest.json").exists()

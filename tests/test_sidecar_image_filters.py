@@ -4,22 +4,16 @@ the model images' descriptions and the build plan with its keys."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from ansible_local import load_plugin
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "sidecar_image_filters", REPO / "roles/sidecar_image/filter_plugins/sidecar_image.py"
-)
-assert _spec
-assert _spec.loader
-filters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(filters)
+filters = load_plugin("roles/sidecar_image/filter_plugins/sidecar_image.py")
 
 SHA = "ab" * 32
 ARM64 = {
