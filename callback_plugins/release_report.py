@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
@@ -157,11 +158,15 @@ def _golden_line(compile_: dict[str, Any]) -> str:
     )
 
 
+DRY_RUN = "dry run (--check): nothing was changed; the figures are what would change"
+
+
 def render_markdown(data: dict[str, Any], plot_name: str | None) -> str:
     run = data["run"]
     parts = [
         f"# Release report: {run['playbook']} ({run['outcome']})",
         "",
+        *([f"- **{DRY_RUN}**"] if run.get("check_mode") else []),
         f"- Started {run['started']} UTC, took {_fmt_seconds(run['seconds'])}",
         f"- By {run['user']} on {run['controller']}, inventory `{run['inventory']}`",
         "",
@@ -245,6 +250,7 @@ def render_html(data: dict[str, Any], png: bytes | None) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Release report {esc(run['started'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>Release report: {esc(run['playbook'])} ({esc(run['outcome'])})</h1>",
+        f"<p><strong>{esc(DRY_RUN)}</strong></p>" if run.get("check_mode") else "",
         "<p>Started {started} UTC, took {took}; by {user} on {controller}, "
         "inventory <code>{inventory}</code>.</p>".format_map(
             _escaped({**run, "took": _fmt_seconds(run["seconds"])})
@@ -403,7 +409,9 @@ class CallbackModule(CallbackBase):
             or self._playbook.parent.parent / "artifacts" / "reports"
         )
         directory = write_report(data, root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-        self._display.banner("RELEASE REPORT")
+        self._display.banner(
+            "RELEASE REPORT" + (f": {DRY_RUN}" if data["run"]["check_mode"] else "")
+        )
         self._display.display(text_table(STAGE_HEADER, stage_rows(data)))
         self._display.display("")
         self._display.display(text_table(HOST_HEADER, host_rows(data)))
@@ -454,6 +462,8 @@ class CallbackModule(CallbackBase):
             "run": {
                 "playbook": self._playbook.name,
                 "outcome": "failed" if failed else "succeeded",
+                # --check: the stages' "changed" counts are what a real run would change.
+                "check_mode": bool(context.CLIARGS.get("check", False)),
                 "started": datetime.fromtimestamp(self._started, UTC).strftime("%Y-%m-%d %H:%M:%S"),
                 "seconds": round(end - self._started, 1),
                 "user": getpass.getuser(),

@@ -112,7 +112,7 @@ PLAYBOOK = """
 """
 
 
-def test_callback_writes_report_for_site_yml(tmp_path: Path) -> None:
+def _run_site(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     (tmp_path / "site.yml").write_text(PLAYBOOK)
     (tmp_path / "hosts.ini").write_text(
         "[pis]\npi-a ansible_connection=local\npi-b ansible_connection=local\n"
@@ -124,12 +124,18 @@ def test_callback_writes_report_for_site_yml(tmp_path: Path) -> None:
         "ANSIBLE_NOCOLOR": "1",
     }
     run = subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.ini"), str(tmp_path / "site.yml")],
+        ["ansible-playbook", "-i", str(tmp_path / "hosts.ini"), str(tmp_path / "site.yml"), *args],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     (directory,) = (tmp_path / "reports").iterdir()
+    return run, directory
+
+
+def test_callback_writes_report_for_site_yml(tmp_path: Path) -> None:
+    run, directory = _run_site(tmp_path)
     data = json.loads((directory / "report.json").read_text())
+    assert data["run"]["check_mode"] is False
     assert [s["name"] for s in data["stages"]] == ["compile", "deploy"]
     assert data["compile"]["version"] == "1.2.3"
     assert {h["host"]: h["result"] for h in data["hosts"]} == {
@@ -141,6 +147,14 @@ def test_callback_writes_report_for_site_yml(tmp_path: Path) -> None:
     tail = run.stdout.strip().splitlines()[-8:]
     assert any(line.startswith("pi-b") and "skipped" in line for line in tail)
     assert tail[-1].startswith("Report: ")
+
+
+def test_a_check_run_says_so(tmp_path: Path) -> None:
+    """A `--check` run's report is a dry run's: the data and both pages say so."""
+    run, directory = _run_site(tmp_path, "--check")
+    assert json.loads((directory / "report.json").read_text())["run"]["check_mode"] is True
+    assert "dry run (--check): nothing was changed" in (directory / "report.md").read_text()
+    assert "dry run (--check): nothing was changed" in (directory / "report.html").read_text()
 
 
 def test_other_playbooks_write_no_report(tmp_path: Path) -> None:

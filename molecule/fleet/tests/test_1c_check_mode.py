@@ -1,30 +1,132 @@
-"""`deploy.yml --check --diff` against the converged fleet: it reports changed=0, changes
-nothing and takes no lease. (What --check reports for a new release, the diff of the link
-and the container, is tested on the module against the fake engine:
-tests/test_sidecar_deploy_modules.py; here it would cost a whole emulated rollout.)"""
+"""Check mode (--check --diff) against the converged fleet, and the stage playbooks alone.
+
+Molecule's check step runs the converge (playbooks/site.yml) with --check right after the
+converge (.config/molecule/config.yml: every run shows its --diff), and its idempotence
+run comes after it: had --check changed anything the converge manages, that run would
+have changed it back and failed. Here: the check run's own report (changed=0 in every
+stage), nothing on the Pis touched or leased by it, then a drifted file on GPUSrv that
+`site.yml --check --diff` must report (and leave drifted), put back by
+playbooks/provision_gpusrv.yml run alone, and playbooks/build_image.yml run alone (each
+playbook's header shows it as a lab command) changing nothing. What --check reports for
+a new release (the diff of the link and the container) is tested on the deploy module
+against the fake engine (tests/test_sidecar_deploy_modules.py).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import pytest
-from fleet import PIS, lease, recap, run_playbook, snapshot
+from fleet import (
+    ELIGIBLE,
+    EPHEMERAL,
+    GPUSRV,
+    PIS,
+    REGISTRY,
+    gpusrv_host,
+    inspect,
+    lease,
+    recap,
+    record,
+    run_playbook,
+)
+
+STAGES = ["provision", "compile", "image", "deploy"]
+REPORTS = sorted(p for p in (EPHEMERAL / "reports").glob("*") if p.is_dir())
+# A file the provision stage writes on GPUSrv and no handler follows (Docker reads
+# certs.d at each connection): drifting it costs no restart.
+DRIFTED = f"/etc/docker/certs.d/{REGISTRY}/ca.crt"
+
+
+def _report(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
+    return data
 
 
 @pytest.fixture(scope="module")
-def checked():
-    before = {name: snapshot(name) for name in PIS}
-    proc = run_playbook("deploy.yml", label="deploy-check-converged", args=("--check", "--diff"))
-    return proc, before
+def checked() -> dict[str, Any]:
+    runs = [_report(d) for d in REPORTS]
+    modes = [r["run"].get("check_mode") for r in runs]
+    # converge, Molecule's check step, idempotence: in that order.
+    assert modes[:3] == [False, True, False], [r["run"]["started"] for r in runs]
+    return runs[1]
 
 
-def test_a_converged_fleet_checks_clean(checked):
-    proc, _ = checked
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    counts = recap(proc.stdout)
-    assert all(counts[name]["changed"] == 0 for name in PIS), counts
+def _started(check: dict[str, Any]) -> datetime:
+    return datetime.strptime(check["run"]["started"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+def test_the_check_step_reports_no_change(checked):
+    assert checked["run"]["outcome"] == "succeeded"
+    assert [s["name"] for s in checked["stages"]] == STAGES
+    assert [s["changed"] for s in checked["stages"]] == [0] * len(STAGES), checked["stages"]
+    assert {h["host"]: h["result"] for h in checked["hosts"] if h["host"] in ELIGIBLE} == dict.fromkeys(
+        ELIGIBLE, "unchanged"
+    ), checked["hosts"]
+
+
+@pytest.mark.parametrize("name", ELIGIBLE)
+def test_the_check_step_touched_no_pi(checked, name):
+    """The container was started, and the release committed, before the check run."""
+    state = inspect(name)["State"]
+    started = datetime.fromisoformat(state["StartedAt"][:19]).replace(tzinfo=UTC)
+    assert started < _started(checked), state
+    assert datetime.fromisoformat(record(name)["current"]["at"][:19]).replace(tzinfo=UTC) < _started(
+        checked
+    )
 
 
 @pytest.mark.parametrize("name", PIS)
-def test_nothing_changed(checked, name):
-    _, before = checked
-    assert snapshot(name) == before[name]
+def test_no_lease_left(name):
     assert lease(name) is None
+
+
+@pytest.fixture(scope="module")
+def drifted():
+    """GPUSrv with one drifted file, site.yml --check --diff against it, then
+    provision_gpusrv.yml alone; the file is put back whatever happens."""
+    host = gpusrv_host()
+    good = host.file(DRIFTED).content_string
+    host.run("echo '# drifted by hand' >> %s", DRIFTED)
+    drifted_text = host.file(DRIFTED).content_string
+    try:
+        env = {"HAILO_REPORT_DIR": str(EPHEMERAL / "reports-tests")}
+        check = run_playbook(
+            "site.yml", label="site-check-drifted", env=env, args=("--check", "--diff", "--tags", "provision")
+        )
+        after_check = host.file(DRIFTED).content_string
+        provision = run_playbook("provision_gpusrv.yml", label="provision-alone")
+        yield check, drifted_text, after_check, provision, good
+    finally:
+        if host.file(DRIFTED).content_string != good:
+            encoded = base64.b64encode(good.encode()).decode()
+            host.run("echo %s | base64 -d > %s", encoded, DRIFTED)
+
+
+def test_check_reports_the_drifted_file(drifted):
+    check, drifted_text, after_check, _, _ = drifted
+    assert check.returncode == 0, check.stdout[-4000:]
+    assert recap(check.stdout)[GPUSRV]["changed"] >= 1
+    # The diff names the file and shows the line that goes.
+    assert DRIFTED in check.stdout
+    assert "-# drifted by hand" in check.stdout
+    # --check left it drifted.
+    assert after_check == drifted_text
+
+
+def test_provision_alone_puts_it_back(drifted):
+    _, _, _, provision, good = drifted
+    assert provision.returncode == 0, provision.stdout[-4000:]
+    assert recap(provision.stdout)[GPUSRV]["changed"] >= 1
+    assert gpusrv_host().file(DRIFTED).content_string == good
+
+
+def test_build_image_alone_changes_nothing(drifted):
+    """After the converge, the images are built and pushed: a run alone changes nothing."""
+    proc = run_playbook("build_image.yml", label="build-image-alone")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert recap(proc.stdout)[GPUSRV]["changed"] == 0, proc.stdout[-4000:]
