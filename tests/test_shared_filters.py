@@ -137,3 +137,55 @@ def test_ansible_finds_the_filter_through_the_repo_config(tmp_path: Path) -> Non
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "linux/amd64,linux/386" in run.stdout
+
+
+def test_every_supported_system_and_its_docker_source() -> None:
+    cases = {
+        ("Debian", "12", "12.8"): "official",
+        ("Debian", "13", "13.1"): "distro",
+        ("Ubuntu", "22", "22.04"): "official",
+        ("Ubuntu", "24", "24.04"): "distro",
+    }
+    for (name, major, version), source in cases.items():
+        facts = {
+            "distribution": name,
+            "distribution_major_version": major,
+            "distribution_version": version,
+        }
+        os = filters.supported_os(facts)
+        assert os["supported"], facts
+        assert os["docker_source"] == source
+
+
+def test_unsupported_systems_and_missing_facts() -> None:
+    for facts in (
+        {
+            "distribution": "Debian",
+            "distribution_major_version": "11",
+            "distribution_version": "11.9",
+        },
+        {
+            "distribution": "Ubuntu",
+            "distribution_major_version": "20",
+            "distribution_version": "20.04",
+        },
+        {
+            "distribution": "Ubuntu",
+            "distribution_major_version": "24",
+            "distribution_version": "24.10",
+        },
+        {
+            "distribution": "Fedora",
+            "distribution_major_version": "40",
+            "distribution_version": "40",
+        },
+        {},
+    ):
+        os = filters.supported_os(facts)
+        assert not os["supported"], facts
+        assert os["docker_source"] == ""
+
+
+def test_the_systems_as_the_preflight_messages_name_them() -> None:
+    # tests/test_docker_host_preflight.py expects this text in docker_host's message.
+    assert filters.supported_os({})["systems"] == "Debian 12 and 13 and Ubuntu 22.04 and 24.04"
