@@ -13,6 +13,7 @@ with the local connection, the registry role's facts.yml reads a stand-in CA
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,11 @@ def run_playbook(tmp_path: Path, playbook: str, *args: str) -> tuple[Path, str]:
     roles, out, pki = tmp_path / "roles", tmp_path / "out", tmp_path / "pki"
     for role, entries in STUBS.items():
         (roles / role / "tasks").mkdir(parents=True)
+        # The real role's defaults and argument specs: Ansible validates a role's
+        # arguments whatever --tags says, so a stage's variables must template even
+        # when another stage runs (site.yml --tags deploy validates sidecar_image too).
+        for part in ("defaults", "meta"):
+            shutil.copytree(REPO / "roles" / role / part, roles / role / part)
         for entry, fields in entries.items():
             (roles / role / "tasks" / f"{entry}.yml").write_text(
                 STUB.format(fields=fields, role=role)
