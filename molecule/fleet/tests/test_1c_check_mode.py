@@ -60,13 +60,20 @@ def _started(check: dict[str, Any]) -> datetime:
     return datetime.strptime(check["run"]["started"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
 
+def _outcomes(report: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    return {
+        h["host"]: (h["result"], h.get("reason"), h.get("image_digest")) for h in report["hosts"]
+    }
+
+
 def test_the_check_step_reports_no_change(checked):
     assert checked["run"]["outcome"] == "succeeded"
     assert [s["name"] for s in checked["stages"]] == STAGES
     assert [s["changed"] for s in checked["stages"]] == [0] * len(STAGES), checked["stages"]
-    assert {h["host"]: h["result"] for h in checked["hosts"] if h["host"] in ELIGIBLE} == dict.fromkeys(
-        ELIGIBLE, "unchanged"
-    ), checked["hosts"]
+    # Each Pi as the idempotence run found it ("already on" the release), gated too.
+    idempotence = _report(REPORTS[2])
+    assert _outcomes(checked) == _outcomes(idempotence)
+    assert all("already on" in _outcomes(checked)[name][1] for name in ELIGIBLE)
 
 
 @pytest.mark.parametrize("name", ELIGIBLE)
@@ -75,9 +82,9 @@ def test_the_check_step_touched_no_pi(checked, name):
     state = inspect(name)["State"]
     started = datetime.fromisoformat(state["StartedAt"][:19]).replace(tzinfo=UTC)
     assert started < _started(checked), state
-    assert datetime.fromisoformat(record(name)["current"]["at"][:19]).replace(tzinfo=UTC) < _started(
-        checked
-    )
+    assert datetime.fromisoformat(record(name)["current"]["deployed_at"][:19]).replace(
+        tzinfo=UTC
+    ) < _started(checked)
 
 
 @pytest.mark.parametrize("name", PIS)
@@ -96,7 +103,10 @@ def drifted():
     try:
         env = {"HAILO_REPORT_DIR": str(EPHEMERAL / "reports-tests")}
         check = run_playbook(
-            "site.yml", label="site-check-drifted", env=env, args=("--check", "--diff", "--tags", "provision")
+            "site.yml",
+            label="site-check-drifted",
+            env=env,
+            args=("--check", "--diff", "--tags", "provision"),
         )
         after_check = host.file(DRIFTED).content_string
         provision = run_playbook("provision_gpusrv.yml", label="provision-alone")
