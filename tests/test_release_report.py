@@ -151,7 +151,7 @@ def test_callback_writes_report_for_site_yml(tmp_path: Path) -> None:
 
 def test_a_check_run_says_so(tmp_path: Path) -> None:
     """A `--check` run's report is a dry run's: the data and both pages say so."""
-    run, directory = _run_site(tmp_path, "--check")
+    _, directory = _run_site(tmp_path, "--check")
     assert json.loads((directory / "report.json").read_text())["run"]["check_mode"] is True
     assert "dry run (--check): nothing was changed" in (directory / "report.md").read_text()
     assert "dry run (--check): nothing was changed" in (directory / "report.html").read_text()
