@@ -97,3 +97,52 @@ def test_a_missing_entry_says_what_the_record_has() -> None:
         filters.release_image(["not", "a", "mapping"])
     with pytest.raises(AnsibleFilterError, match=r"no image 'tcn-encoder'"):
         filters.release_image({"deploy": OTHER}, "tcn-encoder")
+
+
+GATE = {
+    "gate": {
+        "ok": True,
+        "elapsed_s": 8.5,
+        "latency_ms": {"p50": 56.2, "p95": 62.4, "max": 70.1, "n": 20},
+        "golden": {"latent": {"max_abs_error": 0.0, "min_cosine": 1.0}},
+        "bake": {"seconds": 10},
+    }
+}
+
+
+def test_the_report_takes_the_gate_figures() -> None:
+    assert filters.gate_stats(GATE) == {
+        "p50_ms": 56.2,
+        "p95_ms": 62.4,
+        "max_ms": 70.1,
+        "probes": 20,
+        "seconds": 8.5,
+        "golden": {"latent": {"max_abs_error": 0.0, "min_cosine": 1.0}},
+        "bake_s": 10,
+    }
+    no_bake = {"gate": {k: v for k, v in GATE["gate"].items() if k not in ("bake", "golden")}}
+    assert filters.gate_stats(no_bake)["bake_s"] == 0
+    assert filters.gate_stats(no_bake)["golden"] is None
+    # Skipped (--check on a switch, a host only gated elsewhere) or never run: no figures.
+    assert filters.gate_stats({"skipped": True}) == {}
+    assert filters.gate_stats(None) == {}
+
+
+TARGET = {"model": "tcn_encoder", "version": "0.2.0"}
+
+
+@pytest.mark.parametrize(
+    ("plan", "switched", "drift", "mode", "result", "reason"),
+    [
+        ({"already": True, "note": "already rolled back to x"}, False, [], "rollback",
+         "unchanged", "already rolled back to x"),
+        ({}, False, [], "deploy", "deployed", "already on tcn_encoder 0.2.0"),
+        ({}, True, [], "deploy", "deployed", "now on tcn_encoder 0.2.0"),
+        ({}, False, ["the container was stopped"], "deploy", "deployed", "now on tcn_encoder 0.2.0"),
+        ({}, True, [], "rollback", "rolled_back", "rolled back to tcn_encoder 0.2.0"),
+    ],
+)  # fmt: skip
+def test_what_the_report_says_of_a_host(plan, switched, drift, mode, result, reason) -> None:
+    found = "after an interrupted deploy: " if drift else ""
+    out = filters.deploy_outcome(plan, {"switched": switched}, drift, mode, TARGET, found)
+    assert out == {"result": result, "reason": found + reason}

@@ -93,6 +93,46 @@ def release_image(release_doc: Any, override: str | None = "") -> dict[str, Any]
     return dict(entry)
 
 
+def gate_stats(gate_result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The figures the release report shows of a gate (the gate module's registered
+    result), or {} when the gate did not run (skipped under --check, or never reached)."""
+    gate = (gate_result or {}).get("gate") or {}
+    latency = gate.get("latency_ms")
+    if not latency:
+        return {}
+    return {
+        "p50_ms": latency["p50"],
+        "p95_ms": latency["p95"],
+        "max_ms": latency["max"],
+        "probes": latency["n"],
+        "seconds": gate["elapsed_s"],
+        "golden": gate.get("golden"),
+        "bake_s": (gate.get("bake") or {}).get("seconds", 0),
+    }
+
+
+def deploy_outcome(
+    plan: Mapping[str, Any] | None,
+    install: Mapping[str, Any] | None,
+    drift: Any,
+    mode: str,
+    target: Mapping[str, Any],
+    found: str = "",
+) -> dict[str, str]:
+    """A host's line in the release report after a deploy or rollback that passed: its
+    result, and why ("already on", "now on", "rolled back to" the target, or the plan's
+    note when nothing was to be done), after what was found amiss (`found`)."""
+    plan = plan or {}
+    if plan.get("already"):
+        return {"result": "unchanged", "reason": found + plan.get("note", "")}
+    result = "rolled_back" if mode == "rollback" else "deployed"
+    if not (install or {}).get("switched") and not drift:
+        verb = "already on "
+    else:
+        verb = "rolled back to " if mode == "rollback" else "now on "
+    return {"result": result, "reason": f"{found}{verb}{target['model']} {target['version']}"}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -101,4 +141,6 @@ class FilterModule:
             "hailo_sidecar_controller_pid": controller_pid,
             "hailo_sidecar_dead_run": dead_run,
             "hailo_sidecar_release_image": release_image,
+            "hailo_sidecar_gate_stats": gate_stats,
+            "hailo_sidecar_deploy_outcome": deploy_outcome,
         }
