@@ -138,7 +138,7 @@ TARGET = {"model": "tcn_encoder", "version": "0.2.0"}
          "unchanged", "already rolled back to x"),
         ({}, False, [], "deploy", "deployed", "already on tcn_encoder 0.2.0"),
         ({}, True, [], "deploy", "deployed", "now on tcn_encoder 0.2.0"),
-        ({}, False, ["the container was stopped"], "deploy", "deployed", "now on tcn_encoder 0.2.0"),
+        ({}, False, ["container stopped"], "deploy", "deployed", "now on tcn_encoder 0.2.0"),
         ({}, True, [], "rollback", "rolled_back", "rolled back to tcn_encoder 0.2.0"),
     ],
 )  # fmt: skip
@@ -146,3 +146,28 @@ def test_what_the_report_says_of_a_host(plan, switched, drift, mode, result, rea
     found = "after an interrupted deploy: " if drift else ""
     out = filters.deploy_outcome(plan, {"switched": switched}, drift, mode, TARGET, found)
     assert out == {"result": result, "reason": found + reason}
+
+
+def test_what_failed_and_whether_the_switch_had_begun() -> None:
+    gate_failed = {"msg": "gate: /readyz 503", "gate": {"logs": ["boom", "again"]}}
+    out = filters.failure(gate_failed, "Gate ...", {"switched": True}, [])
+    assert out == {
+        "failure": "gate: /readyz 503",
+        "switched": True,
+        "logs": "Last container log lines of the failed release:\n  boom\n  again",
+    }
+    # A task that failed without a message, before the install step ran: nothing switched.
+    out = filters.failure({}, "Pull the image by digest", None, [])
+    assert out == {"failure": "task Pull the image by digest failed", "switched": False, "logs": ""}
+    # A host found switched by an interrupted run counts as switched.
+    assert filters.failure({"msg": "x"}, "t", {}, ["pending entry"])["switched"] is True
+
+
+def test_the_report_of_a_restore_names_what_runs() -> None:
+    current = {"model": "m", "version": "0.1.0", "image": "r", "digest": "sha256:1", "sha256": "f"}
+    gate = {"gate": {"ok": True, "latency_ms": {"p50": 5.0, "p95": 9.0}}}
+    back = filters.restore_outcome({}, gate, current)
+    assert (back["image"], back["artifact_sha256"]) == ("sha256:1", "f")
+    assert back["gate"] == {"p50_ms": 5.0, "p95_ms": 9.0}
+    broken = filters.restore_outcome({"broken": True}, {}, current)
+    assert (broken["image"], broken["artifact_sha256"], broken["gate"]) == (None, None, {})

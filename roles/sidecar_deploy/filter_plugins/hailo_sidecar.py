@@ -28,14 +28,48 @@ def gated(hosts: list[str], hostvars: Mapping[str, Any], release: Mapping[str, A
     return out
 
 
+def failure(
+    failed_result: Mapping[str, Any] | None,
+    failed_task: str,
+    install: Mapping[str, Any] | None,
+    drift: Any,
+) -> dict[str, Any]:
+    """What failed in release.yml (its rescue: the failed task's result and name), whether
+    the switch had begun (the install step switched, or the host was found switched by an
+    interrupted run), and the failed release's last container log lines as text."""
+    failed_result = failed_result or {}
+    logs = (failed_result.get("gate") or {}).get("logs") or []
+    return {
+        "failure": str(failed_result.get("msg") or f"task {failed_task} failed"),
+        "switched": bool((install or {}).get("switched")) or bool(drift),
+        "logs": "\n".join(
+            ["Last container log lines of the failed release:", *(f"  {line}" for line in logs)]
+        )
+        if logs
+        else "",
+    }
+
+
 def restore_outcome(
     restore: Mapping[str, Any], gate: Mapping[str, Any], current: Mapping[str, Any] | None
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """What a host is after tasks/restore.yml (the restore step's result, its gate's, and
     the committed release): rolled_back only when the committed release runs again and
-    passed its gate; failed when there was none (the sidecar was removed); else broken."""
+    passed its gate; failed when there was none (the sidecar was removed); else broken.
+    With what the report shows: the release that runs (only when rolled back) and the
+    gate's latency."""
+    latency = (gate.get("gate") or {}).get("latency_ms") or {}
+    shown: dict[str, Any] = {
+        "image": None,
+        "artifact_sha256": None,
+        "gate": {"p50_ms": latency["p50"], "p95_ms": latency["p95"]} if latency else {},
+    }
     if not current:
-        return {"result": "failed", "summary": "no previous release: the sidecar was removed"}
+        return {
+            "result": "failed",
+            "summary": "no previous release: the sidecar was removed",
+            **shown,
+        }
     desc = f"{current.get('model')} {current.get('version')} ({current.get('image')})"
     if restore.get("broken"):
         problem = str(restore.get("msg") or "the restore failed")
@@ -43,8 +77,14 @@ def restore_outcome(
         why = (gate.get("gate") or {}).get("reason") or gate.get("msg") or "not gated"
         problem = f"the committed release {desc} did not pass its gate: {why}"
     else:
-        return {"result": "rolled_back", "summary": f"back on {current.get('version')}"}
-    return {"result": "broken", "summary": f"BROKEN, the host needs a person: {problem}"}
+        return {
+            "result": "rolled_back",
+            "summary": f"back on {current.get('version')}",
+            **shown,
+            "image": current.get("digest"),
+            "artifact_sha256": current.get("sha256"),
+        }
+    return {"result": "broken", "summary": f"BROKEN, the host needs a person: {problem}", **shown}
 
 
 def controller_pid(_: Any = None) -> int:
@@ -138,6 +178,7 @@ class FilterModule:
         return {
             "hailo_sidecar_gated": gated,
             "hailo_sidecar_restore_outcome": restore_outcome,
+            "hailo_sidecar_failure": failure,
             "hailo_sidecar_controller_pid": controller_pid,
             "hailo_sidecar_dead_run": dead_run,
             "hailo_sidecar_release_image": release_image,
