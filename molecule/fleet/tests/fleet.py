@@ -49,6 +49,17 @@ CONTAINER = "hailo-inference"
 ENGINE_DOCKER = "docker --host unix:///run/docker-engine/docker.sock"
 
 
+# The release reports of the converge's runs (converge, Molecule's check, idempotence),
+# in order: site.yml's stages, each run's report.json.
+STAGES = ["provision", "compile", "image", "deploy"]
+REPORTS = sorted(p for p in (EPHEMERAL / "reports").glob("*") if p.is_dir())
+
+
+def report(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
+    return data
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

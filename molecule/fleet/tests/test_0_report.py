@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,25 +17,20 @@ from fleet import (
     ARTIFACTS,
     CANARY,
     ELIGIBLE,
-    EPHEMERAL,
     FIRST_VERSION,
     MODEL,
     NODEV,
     PIS,
+    REPORTS,
+    STAGES,
     image,
     inspect,
     record,
     repo_digests,
+    report,
 )
 
-STAGES = ["provision", "compile", "image", "deploy"]
-REPORTS = sorted(p for p in (EPHEMERAL / "reports").glob("*") if p.is_dir())
 MANIFEST = json.loads((ARTIFACTS / f"{MODEL}-{FIRST_VERSION}.manifest.json").read_text())
-
-
-def _report(directory: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
-    return data
 
 
 def _hosts(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -44,13 +38,13 @@ def _hosts(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # The reports of real runs, in order (a --check run's report says check_mode).
-RUNS = [d for d in REPORTS if not _report(d)["run"].get("check_mode")]
+RUNS = [d for d in REPORTS if not report(d)["run"].get("check_mode")]
 
 
 @pytest.fixture(scope="module")
 def converge() -> dict[str, Any]:
     assert len(RUNS) >= 2, f"expected reports of converge and idempotence, got {REPORTS}"
-    return _report(RUNS[0])
+    return report(RUNS[0])
 
 
 def test_run_and_stages(converge):
@@ -108,7 +102,7 @@ def test_host_without_device_is_reported_skipped(converge):
 
 
 def test_second_run_changed_nothing():
-    again = _report(RUNS[1])
+    again = report(RUNS[1])
     assert again["run"]["outcome"] == "succeeded"
     assert [s["name"] for s in again["stages"]] == STAGES
     assert [s["changed"] for s in again["stages"]] == [0] * len(STAGES), again["stages"]

@@ -15,9 +15,7 @@ against the fake engine (tests/test_sidecar_deploy_modules.py).
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,29 +25,25 @@ from fleet import (
     GPUSRV,
     PIS,
     REGISTRY,
+    REPORTS,
+    STAGES,
     gpusrv_host,
     inspect,
     lease,
     recap,
     record,
+    report,
     run_playbook,
 )
 
-STAGES = ["provision", "compile", "image", "deploy"]
-REPORTS = sorted(p for p in (EPHEMERAL / "reports").glob("*") if p.is_dir())
 # A file the provision stage writes on GPUSrv and no handler follows (Docker reads
 # certs.d at each connection): drifting it costs no restart.
 DRIFTED = f"/etc/docker/certs.d/{REGISTRY}/ca.crt"
 
 
-def _report(directory: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
-    return data
-
-
 @pytest.fixture(scope="module")
 def checked() -> dict[str, Any]:
-    runs = [_report(d) for d in REPORTS]
+    runs = [report(d) for d in REPORTS]
     modes = [r["run"].get("check_mode") for r in runs]
     # converge, Molecule's check step, idempotence: in that order.
     assert modes[:3] == [False, True, False], [r["run"]["started"] for r in runs]
@@ -71,7 +65,7 @@ def test_the_check_step_reports_no_change(checked):
     assert [s["name"] for s in checked["stages"]] == STAGES
     assert [s["changed"] for s in checked["stages"]] == [0] * len(STAGES), checked["stages"]
     # Each Pi as the idempotence run found it ("already on" the release), gated too.
-    idempotence = _report(REPORTS[2])
+    idempotence = report(REPORTS[2])
     assert _outcomes(checked) == _outcomes(idempotence)
     assert all("already on" in _outcomes(checked)[name][1] for name in ELIGIBLE)
 
