@@ -6,6 +6,10 @@ hailort_file_problems: what the files on GPUSrv say against their pinned sha256.
 files_digest: sha256 over files' names and contents (read on the controller by lookups).
 model_version / model_image: a model image's MODEL_VERSION and its description.
 build_plan: the builds per image and platform, each with its build arguments and key.
+revision / source_url: the revision label and tag, and the source URL (tasks/identity.yml).
+local_bases / base_ids: each platform's base image identity, part of its build's key.
+registry_manifests / stale_tags: what `docker buildx imagetools inspect` says the
+registry holds, and which tags do not yet name the manifest list (tasks/publish_image.yml).
 """
 
 from __future__ import annotations
@@ -34,6 +38,18 @@ _MODEL_VERSION = re.compile(r"(?m)^\s*(?:ENV\s+)?MODEL_VERSION=(\S+)")
 _SEPARATOR = "\\n"
 # Length of a build's key (hex digits of its sha256), in the images' label.
 _KEY_LENGTH = 24
+# The source URL when none is set and the checkout has no remote "origin".
+DEFAULT_SOURCE = "https://github.com/hailo-pipeline/hailo-pipeline"
+# Credentials in an http(s) remote URL (https://user:token@host/...).
+_URL_CREDENTIALS = re.compile(r"^(https?://)[^@/]*@")
+# Manifest lists (Docker) and image indexes (OCI): what every tag must name.
+LIST_TYPES = (
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+# How `docker buildx imagetools inspect` (containerd's resolver) ends its error for a
+# reference the registry does not have: "ERROR: <ref>: not found".
+_NOT_FOUND = re.compile(r"(?m): not found\s*$")
 
 
 def _where(version: str, arch: str) -> str:
@@ -218,6 +234,120 @@ def build_plan(
     return builds
 
 
+def revision(sha: str, dirty: bool) -> str:
+    """The revision label and tag: the commit's short sha (7), with "-dirty" when the
+    images' sources have uncommitted changes; "unknown" without a commit (no git, not a
+    checkout, or no commit touching the sources)."""
+    sha = str(sha or "").strip()
+    if not sha:
+        return "unknown"
+    return sha[:7] + ("-dirty" if dirty else "")
+
+
+def source_url(configured: str, remote: str) -> str:
+    """org.opencontainers.image.source: the configured URL, else the checkout's remote
+    (``remote``: "" when it has none) without credentials, else this project's URL."""
+    if configured:
+        return str(configured)
+    remote = str(remote or "").strip()
+    return _URL_CREDENTIALS.sub(r"\1", remote) if remote else DEFAULT_SOURCE
+
+
+def local_bases(images: list[Mapping[str, Any]] | None) -> dict[str, dict[str, str]]:
+    """{tag: {"id", "arch"}} of the images docker_image_info found (``images``)."""
+    found: dict[str, dict[str, str]] = {}
+    for image in images or []:
+        for tag in image.get("RepoTags") or []:
+            found[tag] = {"id": image["Id"], "arch": image.get("Architecture", "")}
+    return found
+
+
+def _remote_platform_digests(result: Mapping[str, Any], arch: str) -> list[str]:
+    """The linux/<arch> manifest digests in a `docker manifest inspect --verbose` result
+    (one entry for an image, a list for a manifest list)."""
+    if result.get("rc", 1) != 0:
+        return []
+    entries = json.loads(result["stdout"])
+    if not isinstance(entries, list):
+        entries = [entries]
+    digests = []
+    for entry in entries:
+        descriptor = entry.get("Descriptor", {})
+        platform = descriptor.get("platform")
+        if platform and platform.get("architecture") == arch and platform.get("os") == "linux":
+            digests.append(descriptor["digest"])
+    return digests
+
+
+def base_ids(
+    archs: list[str],
+    refs: Mapping[str, str],
+    local: Mapping[str, Mapping[str, str]],
+    remote_results: list[Mapping[str, Any]],
+) -> dict[str, str]:
+    """Each platform's base image identity, part of its build's key: the engine's image
+    ID when the engine has ``refs[arch]`` for that arch, else the registry's digest of the
+    linux/<arch> manifest (``remote_results``: the `docker manifest inspect --verbose`
+    loop over the archs). A platform with neither is left out (preflight refuses it)."""
+    ids: dict[str, str] = {}
+    for arch in archs:
+        found = local.get(refs[arch], {})
+        if found.get("arch", "") == arch:
+            ids[arch] = found["id"]
+            continue
+        result = next((r for r in remote_results if r.get("item") == arch), {})
+        digests = _remote_platform_digests(result, arch)
+        if digests:
+            ids[arch] = digests[0]
+    return ids
+
+
+def registry_manifests(results: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the registry holds for each reference, from a loop of `docker buildx
+    imagetools inspect --format '{{json .Manifest}}'` results: per result (in order)
+    {"state": "present" | "missing" | "error", "digest", "media_type", "manifests" (the
+    digests a manifest list names), "message"}. A skipped result (--check) is an error."""
+    found: list[dict[str, Any]] = []
+    for result in results:
+        entry: dict[str, Any] = {
+            "state": "error",
+            "digest": "",
+            "media_type": "",
+            "manifests": [],
+            "message": "",
+        }
+        stderr = str(result.get("stderr", "")).strip()
+        if result.get("rc") == 0:
+            manifest = json.loads(result["stdout"])
+            entry.update(
+                state="present",
+                digest=manifest["digest"],
+                media_type=manifest.get("mediaType", ""),
+                manifests=[m["digest"] for m in manifest.get("manifests") or []],
+            )
+        elif "rc" in result and _NOT_FOUND.search(stderr):
+            entry["state"] = "missing"
+        else:
+            lines = (stderr or str(result.get("msg", "no answer"))).splitlines()
+            entry["message"] = lines[0] if lines else ""
+        found.append(entry)
+    return found
+
+
+def stale_tags(tags: list[str], states: list[Mapping[str, Any]], wanted: list[str]) -> list[str]:
+    """The tags (``states``: registry_manifests of each, in order) that do not name a
+    manifest list of exactly the ``wanted`` platform digests: those to point at it."""
+    if len(tags) != len(states):
+        raise ValueError(f"stale_tags: {len(tags)} tags but {len(states)} answers")
+    return [
+        tag
+        for tag, state in zip(tags, states, strict=True)
+        if state["state"] != "present"
+        or state["media_type"] not in LIST_TYPES
+        or sorted(state["manifests"]) != sorted(wanted)
+    ]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -227,4 +357,10 @@ class FilterModule:
             "sidecar_image_model_version": model_version,
             "sidecar_image_model_image": model_image,
             "sidecar_image_build_plan": build_plan,
+            "sidecar_image_revision": revision,
+            "sidecar_image_source": source_url,
+            "sidecar_image_local_bases": local_bases,
+            "sidecar_image_base_ids": base_ids,
+            "sidecar_image_registry_manifests": registry_manifests,
+            "sidecar_image_stale_tags": stale_tags,
         }
