@@ -235,6 +235,9 @@ def start_playbook(
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
+            # Not Molecule's diff-always: a test that wants --diff says so. With it, a run
+            # started here (start_playbook, stdout piped) can fill the pipe and block.
+            "ANSIBLE_DIFF_ALWAYS": "False",
             **(env or {}),
         },
     )
