@@ -7,7 +7,8 @@ have changed it back and failed. Here: the check run's own report (changed=0 in 
 stage), nothing on the Pis touched or leased by it, then a drifted file on GPUSrv that
 `site.yml --check --diff` must report (and leave drifted), put back by
 playbooks/provision_gpusrv.yml run alone, and playbooks/build_image.yml run alone (each
-playbook's header shows it as a lab command) changing nothing. What --check reports for
+playbook's header shows it as a lab command) changing nothing and reporting the image the
+Pis run. What --check reports for
 a new release (the diff of the link and the container) is tested on the deploy module
 against the fake engine (tests/test_sidecar_deploy_modules.py).
 """
@@ -15,11 +16,13 @@ against the fake engine (tests/test_sidecar_deploy_modules.py).
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fleet import (
+    ARTIFACTS,
     ELIGIBLE,
     EPHEMERAL,
     GPUSRV,
@@ -129,8 +132,25 @@ def test_provision_alone_puts_it_back(drifted):
     assert gpusrv_host().file(DRIFTED).content_string == good
 
 
-def test_build_image_alone_changes_nothing(drifted):
-    """After the converge, the images are built and pushed: a run alone changes nothing."""
-    proc = run_playbook("build_image.yml", label="build-image-alone")
+def test_build_image_alone_changes_nothing(drifted, tmp_path):
+    """After the converge, the images are built and pushed: a run alone changes nothing,
+    leaves the release record as it is and hands the report the deployable image."""
+    release_file = ARTIFACTS / "release.json"
+    before = release_file.read_text()
+    reports = tmp_path / "reports"
+    proc = run_playbook(
+        "build_image.yml",
+        label="build-image-alone",
+        env={"HAILO_REPORT_PLAYBOOKS": "build_image.yml", "HAILO_REPORT_DIR": str(reports)},
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert recap(proc.stdout)[GPUSRV]["changed"] == 0, proc.stdout[-4000:]
+    assert release_file.read_text() == before
+    deploy = json.loads(before)["deploy"]
+    (run,) = reports.glob("*/report.json")
+    assert json.loads(run.read_text())["image"] == {
+        "image": deploy["image"],
+        "tag": deploy["tag"],
+        "digest": deploy["digest"],
+        "platforms": deploy["platforms"],
+    }

@@ -5,8 +5,8 @@ Docker connection) against the converged GPUSrv stand-in, with the lab's setting
 and one thing wrong: a non-semver version, a wrong registry password, a registry that
 is down, an unknown base image, a Buildx builder without linux/arm64, a release build
 from a working tree with uncommitted changes, a platform list without linux/arm64, a
-deploy model that is not built. And one run with nothing wrong and nothing new: it
-changes nothing and hands the release report the deployable image (set_stats).
+deploy model that is not built. (A run with nothing wrong and nothing new is
+playbooks/build_image.yml alone, in test_1c_check_mode.py.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleet import ARTIFACTS, GPUSRV, REGISTRY, REPO, registry_password
+from fleet import GPUSRV, REGISTRY, REPO, registry_password
 
 PLAYBOOK = """
 - hosts: all
@@ -27,9 +27,7 @@ PLAYBOOK = """
 """
 
 
-def run_role(
-    tmp_path: Path, env_extra: dict[str, str] | None = None, **overrides: object
-) -> tuple[int, str]:
+def run_role(tmp_path: Path, **overrides: object) -> tuple[int, str]:
     settings = {
         "sidecar_image_repo_root": str(REPO),
         "sidecar_image_release_file": str(tmp_path / "release.json"),
@@ -51,7 +49,6 @@ def run_role(
         "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
-        **(env_extra or {}),
     }
     proc = subprocess.run(
         [
@@ -148,31 +145,6 @@ def test_refuses_platforms_without_arm64(tmp_path):
 def test_refuses_missing_credentials(tmp_path, missing):
     rc, out = run_role(tmp_path, **{missing: ""})
     assert_refused(rc, out, "SIDECAR_IMAGE_REGISTRY_USERNAME and SIDECAR_IMAGE_REGISTRY_PASSWORD")
-
-
-def test_a_run_with_nothing_new_changes_nothing_and_reports_the_deploy_image(tmp_path):
-    # The converge's release record: a run with no source change must leave it, the
-    # engine and the registry as they are, and hand the report the deployable image.
-    release_file = ARTIFACTS / "release.json"
-    before = release_file.read_text()
-    reports = tmp_path / "reports"
-    rc, out = run_role(
-        tmp_path,
-        env_extra={"HAILO_REPORT_PLAYBOOKS": "play.yml", "HAILO_REPORT_DIR": str(reports)},
-        sidecar_image_release_file=str(release_file),
-    )
-    assert rc == 0, out[-3000:]
-    assert "changed=0" in out, out[-3000:]
-    assert release_file.read_text() == before
-    deploy = json.loads(before)["deploy"]
-    (report,) = reports.glob("*/report.json")
-    image = json.loads(report.read_text())["image"]
-    assert image == {
-        "image": deploy["image"],
-        "tag": deploy["tag"],
-        "digest": deploy["digest"],
-        "platforms": deploy["platforms"],
-    }
 
 
 def test_refuses_a_deploy_model_that_is_not_built(tmp_path):
