@@ -189,6 +189,12 @@ def test_an_up_to_date_registry_changes_nothing(lab: Lab) -> None:
     assert "changed=0" in recap(result)
     assert creates(calls) == []
     assert lab.registry == before
+    # Nothing pushed or pointed: each per-platform tag and each tag is read once.
+    inspected = [c["args"][-1] for c in calls if c["args"][2] == "inspect"]
+    assert sorted(inspected) == sorted(
+        [f"{NS}/{n}:{v}-{a}" for n, v in VERSIONS.items() for a in ARCHS]
+        + [f"{NS}/{n}:{t}" for n, tags in TAGS.items() for t in tags]
+    )
     # Every call trusts the registry's CA through SSL_CERT_FILE (Buildx ignores certs.d).
     assert {c["SSL_CERT_FILE"] for c in calls} == {"/etc/docker/certs.d/reg.lab:5000/ca.crt"}
     record = json.loads(lab.out.read_text())
