@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
 import os
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # The venv's own tools, whatever PATH says.
@@ -37,3 +41,30 @@ def ansible_env(tmp_path: Path, roles_path: str | None = None, **extra: str) -> 
         "HAILO_REPORT_DIR": str(tmp_path / "reports"),
         **extra,
     }
+
+
+def run_module(
+    path: Path, args: dict[str, Any], check: bool = False, diff: bool = False
+) -> dict[str, Any]:
+    """Run a module file's main() with `args` as Ansible hands them over (argument spec,
+    check mode, diff); its JSON result (failed results too)."""
+    from ansible.module_utils import basic
+
+    spec = importlib.util.spec_from_file_location(f"library_{path.stem}", path)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
+    basic._ANSIBLE_ARGS = json.dumps(payload).encode()
+    basic._ANSIBLE_PROFILE = "legacy"
+    out = io.StringIO()
+    try:
+        with redirect_stdout(out):
+            module.main()
+    except SystemExit:
+        pass
+    finally:
+        basic._ANSIBLE_ARGS = None
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result

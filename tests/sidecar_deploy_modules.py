@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import json
 import sys
-from contextlib import redirect_stdout
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import ansible_local
 
 ROLE = Path(__file__).resolve().parents[1] / "roles" / "sidecar_deploy"
 
@@ -77,19 +77,4 @@ def run_module(
     name: str, args: dict[str, Any], check: bool = False, diff: bool = False
 ) -> dict[str, Any]:
     """Run library/<name>.py's main() with `args`; its result (failed results too)."""
-    from ansible.module_utils import basic
-
-    module = _load(f"library_{name}", ROLE / "library" / f"{name}.py")
-    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
-    basic._ANSIBLE_ARGS = json.dumps(payload).encode()
-    basic._ANSIBLE_PROFILE = "legacy"
-    out = io.StringIO()
-    try:
-        with redirect_stdout(out):
-            module.main()
-    except SystemExit:
-        pass
-    finally:
-        basic._ANSIBLE_ARGS = None
-    result: dict[str, Any] = json.loads(out.getvalue())
-    return result
+    return ansible_local.run_module(ROLE / "library" / f"{name}.py", args, check, diff)
