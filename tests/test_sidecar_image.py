@@ -192,6 +192,16 @@ def test_version_prints(amd64: dict[str, Any]) -> None:
     assert out.stdout.strip() == VERSION
 
 
+def test_numpy_starts_no_blas_worker_threads(amd64: dict[str, Any]) -> None:
+    """An OpenBLAS worker spins while idle (under arm64 emulation without end: each idle
+    lab sidecar burned half a core); the image's numpy starts none (OPENBLAS_NUM_THREADS)."""
+    out = docker(
+        "run", "--rm", RUNTIME, "python3", "-c",
+        "import os, numpy; print(len(os.listdir('/proc/self/task')))",
+    )  # fmt: skip
+    assert out.stdout.strip() == "1"
+
+
 def test_runtime_image_config(amd64: dict[str, Any]) -> None:
     info = inspect(RUNTIME)
     config = info["Config"]
