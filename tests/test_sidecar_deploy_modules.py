@@ -65,6 +65,7 @@ class Pi:
                 "interval": "10s",
                 "timeout": "5s",
                 "start_period": "120s",
+                "start_interval": "2s",
                 "retries": 3,
             },
             "env": {"NUM_MOTIFS": "12", "PORT": "9000"},
@@ -140,6 +141,10 @@ def test_install_records_pending_and_the_commit_makes_it_current(pi: Pi) -> None
     assert rec["pending"]["run_id"] == "run-1"
     assert pi.running()["version"] == "0.1.0"
     assert os.readlink(pi.root / "models" / "current") == "tcn_encoder-0.1.0"
+    # Checked every 2 s while starting (the gate waits for "healthy"), then every 10 s.
+    (created,) = [c for c in pi.engine.containers.values() if c["Name"] == "/" + NAME]
+    health = created["Config"]["Healthcheck"]
+    assert (health["StartInterval"], health["Interval"]) == (2_000_000_000, 10_000_000_000)
     done = pi.change("commit", release=v1)
     assert done["changed"]
     assert done["unlocked"] is True

@@ -328,6 +328,9 @@ def container_payload(
             "Interval": duration_ns(health["interval"]),
             "Timeout": duration_ns(health["timeout"]),
             "StartPeriod": duration_ns(health["start_period"]),
+            # Engine 25+ (API 1.44): checks this often until the first healthy one, so the
+            # gate sees "healthy" soon after the start; older engines ignore it.
+            "StartInterval": duration_ns(health["start_interval"]),
             "Retries": int(health["retries"]),
         },
         "HostConfig": {
