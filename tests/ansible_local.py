@@ -50,11 +50,7 @@ def run_module(
     check mode, diff); its JSON result (failed results too)."""
     from ansible.module_utils import basic
 
-    spec = importlib.util.spec_from_file_location(f"library_{path.stem}", path)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_plugin(str(path.relative_to(REPO)))
     payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
     basic._ANSIBLE_ARGS = json.dumps(payload).encode()
     basic._ANSIBLE_PROFILE = "legacy"
